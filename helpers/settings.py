@@ -1,0 +1,194 @@
+"""One switch between the embedded demo cohort and a reader's own CAMELYON16 + TRIDENT folders.
+
+Every chapter starts with ``cfg = setup()``. By default it points at the synthetic demo
+cohort (and generates it when missing). To run the book on real data, set environment
+variables before starting Jupyter (or before the first cell runs)::
+
+    MIL_BOOK_DATA=camelyon16
+    MIL_BOOK_WSI_DIR=/path/to/CAMELYON16/images          # <name>.tif
+    MIL_BOOK_MASK_DIR=/path/to/CAMELYON16/masks          # <name>_mask.tif   (optional)
+    MIL_BOOK_ANNOTATIONS_DIR=/path/to/annotations        # <name>.xml        (optional)
+    MIL_BOOK_JOB_DIR=/path/to/trident_processed          # TRIDENT --job_dir
+    MIL_BOOK_ENCODER=conch_v15                           # features_<encoder>/
+    MIL_BOOK_TRAIN_CSV=/path/to/train.csv                # wsi_name,wsi_label
+    MIL_BOOK_TEST_CSV=/path/to/test.csv
+
+Optional for both: ``MIL_BOOK_PATCH_DIR`` (default ``20x_512px_0px_overlap``) and
+``MIL_BOOK_DEMO_DIR`` (where the demo cohort lives, default ``<repo>/data/demo``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEMO_ENCODER = "demo_stats"
+DEFAULT_PATCH_DIR = "20x_512px_0px_overlap"
+WSI_EXTENSIONS = (".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn")
+
+
+def _default_demo_dir() -> Path:
+    """``<repo>/data/demo`` in a source checkout, ``~/mil-book-data/demo`` otherwise."""
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").exists():
+        return repo / "data" / "demo"
+    return Path.home() / "mil-book-data" / "demo"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the book reads its slides, masks, annotations and TRIDENT outputs."""
+
+    source: str
+    wsi_dir: Path
+    mask_dir: Path | None
+    annotations_dir: Path | None
+    job_dir: Path
+    encoder: str
+    train_csv: Path
+    test_csv: Path
+    patch_dir: str = DEFAULT_PATCH_DIR
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source == "demo"
+
+    @property
+    def trident_dir(self) -> Path:
+        """The ``{mag}x_{patch_size}px_{overlap}px_overlap`` folder of the TRIDENT job."""
+        return self.job_dir / self.patch_dir
+
+    @property
+    def base_path(self) -> str:
+        """``trident_dir`` as the string ``TridentWSIDataset(base_path=...)`` expects (trailing slash)."""
+        return str(self.trident_dir) + os.sep
+
+    @property
+    def coords_dir(self) -> Path:
+        return self.trident_dir / "patches"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.trident_dir / f"features_{self.encoder}"
+
+    @property
+    def patch_labels_dir(self) -> Path:
+        return self.trident_dir / "patch_labels"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.job_dir / "thumbnails"
+
+    def coords_path(self, name: str) -> Path:
+        return self.coords_dir / f"{name}_patches.h5"
+
+    def features_path(self, name: str) -> Path:
+        return self.features_dir / f"{name}.h5"
+
+    def wsi_path(self, name: str) -> Path:
+        """The slide file of ``name`` (any common WSI extension)."""
+        for ext in WSI_EXTENSIONS:
+            path = self.wsi_dir / f"{name}{ext}"
+            if path.exists():
+                return path
+        raise FileNotFoundError(
+            f"No slide named {name!r} in {self.wsi_dir} (looked for {', '.join(WSI_EXTENSIONS)})."
+        )
+
+    def mask_path(self, name: str) -> Path | None:
+        """``<mask_dir>/<name>_mask.tif`` when it exists, else ``None``."""
+        if self.mask_dir is None:
+            return None
+        path = self.mask_dir / f"{name}_mask.tif"
+        return path if path.exists() else None
+
+    def annotation_path(self, name: str) -> Path | None:
+        """``<annotations_dir>/<name>.xml`` when it exists, else ``None``."""
+        if self.annotations_dir is None:
+            return None
+        path = self.annotations_dir / f"{name}.xml"
+        return path if path.exists() else None
+
+
+def _env_path(var: str, required: bool = True) -> Path | None:
+    value = os.environ.get(var)
+    if not value:
+        if required:
+            raise OSError(f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py).")
+        return None
+    return Path(value).expanduser()
+
+
+def load_settings() -> Settings:
+    """Read the data source from the environment (see the module docstring)."""
+    source = os.environ.get("MIL_BOOK_DATA", "demo").strip().lower()
+    patch_dir = os.environ.get("MIL_BOOK_PATCH_DIR", DEFAULT_PATCH_DIR)
+    if source == "demo":
+        root = Path(os.environ.get("MIL_BOOK_DEMO_DIR", _default_demo_dir())).expanduser()
+        return Settings(
+            source="demo",
+            wsi_dir=root / "wsis",
+            mask_dir=root / "masks",
+            annotations_dir=root / "annotations",
+            job_dir=root / "trident_processed",
+            encoder=os.environ.get("MIL_BOOK_ENCODER", DEMO_ENCODER),
+            train_csv=root / "train.csv",
+            test_csv=root / "test.csv",
+            patch_dir=patch_dir,
+        )
+    if source == "camelyon16":
+        return Settings(
+            source="camelyon16",
+            wsi_dir=_env_path("MIL_BOOK_WSI_DIR"),
+            mask_dir=_env_path("MIL_BOOK_MASK_DIR", required=False),
+            annotations_dir=_env_path("MIL_BOOK_ANNOTATIONS_DIR", required=False),
+            job_dir=_env_path("MIL_BOOK_JOB_DIR"),
+            encoder=os.environ.get("MIL_BOOK_ENCODER", "conch_v15"),
+            train_csv=_env_path("MIL_BOOK_TRAIN_CSV"),
+            test_csv=_env_path("MIL_BOOK_TEST_CSV"),
+            patch_dir=patch_dir,
+        )
+    raise ValueError(f"MIL_BOOK_DATA must be 'demo' or 'camelyon16', not {source!r}.")
+
+
+def get_device() -> torch.device:
+    """The GPU when there is one (CUDA, then Apple MPS), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and GPU) for repeatable runs."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(seed: int = 0, verbose: bool = True) -> Settings:
+    """First call of every chapter: pick the data, make the demo cohort if missing, seed.
+
+    Returns the :class:`Settings`; the device is ``get_device()``.
+    """
+    cfg = load_settings()
+    if cfg.is_demo:
+        from helpers.demo import ensure_cohort
+
+        ensure_cohort(cfg.job_dir.parent, quiet=not verbose)
+    else:
+        for path in (cfg.wsi_dir, cfg.trident_dir, cfg.train_csv, cfg.test_csv):
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist; check the MIL_BOOK_* variables.")
+    seed_everything(seed)
+    if verbose:
+        print(f"data: {cfg.source} ({cfg.trident_dir}), encoder: {cfg.encoder}, device: {get_device()}")
+    return cfg
