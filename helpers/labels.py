@@ -72,6 +72,9 @@ TUMOR_GROUPS = ("_0", "_1", "Tumor", "tumor", "metastases", "Metastases")
 EXCLUDE_GROUPS = ("_2", "Exclusion", "exclusion")
 #: A patch spans at least this many pixels (per side) on the low-resolution map.
 MIN_PATCH_PX = 64
+#: The same for rasterised XML polygons: cv2.fillPoly also fills the pixels an edge crosses,
+#: a bias of about half a pixel along the outline, so polygons get a finer map.
+MIN_PATCH_PX_XML = 128
 #: Rows of the low-resolution map held in memory at once.
 BAND_ROWS = 4096
 #: Sub-pixel bits used when rasterising polygons with ``cv2.fillPoly``.
@@ -221,7 +224,8 @@ def tumor_fraction_from_mask(
     try:
         if level0_size is not None and tuple(slide.dimensions) != tuple(level0_size):
             raise LabelInputError(
-                f"mask {getattr(slide, '_filename', mask)} is {slide.dimensions[0]}x"
+                f"mask {mask if isinstance(mask, (str, os.PathLike)) else ''} is "
+                f"{slide.dimensions[0]}x"
                 f"{slide.dimensions[1]} at level 0 but the slide is {level0_size[0]}x"
                 f"{level0_size[1]}: is it the mask of another slide?"
             )
@@ -309,15 +313,17 @@ def read_polygons(
 def _fill(img: np.ndarray, polys: list[np.ndarray], value: int, scale: float, origin) -> None:
     """Fill polygons (level-0 vertices) into ``img`` whose pixel ``(0, 0)`` starts at ``origin``.
 
-    Pixel ``i`` of ``img`` covers level-0 ``[origin + i*scale, origin + (i+1)*scale)``; cv2 puts
-    pixel centres at integer positions, hence the ``- 0.5``.
+    Pixel ``i`` of ``img`` covers level-0 pixels ``origin + i*scale ... origin + (i+1)*scale - 1``
+    whose centres (cv2 puts pixel centres at integer positions) average to
+    ``origin + i*scale + (scale - 1) / 2``; at ``scale`` 1 this is ``cv2.fillPoly`` at level 0.
     """
     if not polys:
         return
     ox, oy = origin
+    c = (scale - 1.0) / 2.0
     pts = [
         np.rint(
-            np.stack([(p[:, 0] - ox) / scale - 0.5, (p[:, 1] - oy) / scale - 0.5], axis=1)
+            np.stack([(p[:, 0] - ox - c) / scale, (p[:, 1] - oy - c) / scale], axis=1)
             * (1 << _SHIFT)
         ).astype(np.int32)
         for p in polys
@@ -331,15 +337,15 @@ def tumor_fraction_from_xml(
     patch_size_level0: int,
     level0_size: tuple[int, int] | None = None,
     *,
-    min_patch_px: int = MIN_PATCH_PX,
+    min_patch_px: int = MIN_PATCH_PX_XML,
     tumor_groups: Sequence[str] = TUMOR_GROUPS,
     exclude_groups: Sequence[str] = EXCLUDE_GROUPS,
 ) -> np.ndarray:
     """Tumor fraction of every patch from ASAP XML polygons, rasterised once at low resolution.
 
     Tumor polygons (groups ``_0``, ``_1``, ``Tumor``) are filled, then exclusion polygons
-    (group ``_2``) are cleared, at a scale where a patch spans ``min_patch_px`` pixels, with
-    sub-pixel vertex precision.
+    (group ``_2``) are cleared, with ``cv2.fillPoly`` and sub-pixel vertex precision, on a map
+    where a patch spans ``min_patch_px`` pixels (a power-of-two fraction of level 0).
 
     Arguments:
         xml_path: ASAP XML file (level-0 coordinates).
@@ -566,6 +572,32 @@ def write_patch_labels(
             tmp.unlink()
 
 
+def _level0_size(attrs: dict) -> tuple[int, int] | None:
+    if "level0_width" in attrs and "level0_height" in attrs:
+        return int(attrs["level0_width"]), int(attrs["level0_height"])
+    return None
+
+
+def _check_tumor_source(mask_path, xml_path, level0_size) -> None:
+    """Open the mask (and compare its size with the slide's) or parse the XML, reading no pixels."""
+    if mask_path is not None:
+        slide, _ = _open_slide(mask_path, "mask")
+        try:
+            if level0_size is not None and tuple(slide.dimensions) != tuple(level0_size):
+                raise LabelInputError(
+                    f"mask {mask_path} is {slide.dimensions[0]}x{slide.dimensions[1]} at level 0 "
+                    f"but the slide is {level0_size[0]}x{level0_size[1]} (level0_width/height "
+                    "of the coords file): is it the mask of another slide?"
+                )
+        finally:
+            slide.close()
+    if xml_path is not None:
+        try:
+            ET.parse(xml_path)
+        except (ET.ParseError, OSError) as exc:
+            raise LabelInputError(f"cannot read annotation file {xml_path}: {exc}") from exc
+
+
 def _read_labels_csv(csv_path) -> pd.DataFrame:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -668,8 +700,15 @@ def label_folder(
         raise LabelInputError("cannot label these slides:\n  " + "\n  ".join(problems))
     loaded = []
     for name, label, coords_path, mask_path, xml_path in jobs:
-        coords, attrs = read_coords(coords_path, patch_size_level0)
+        try:
+            coords, attrs = read_coords(coords_path, patch_size_level0)
+            _check_tumor_source(mask_path, xml_path, _level0_size(attrs))
+        except (LabelInputError, FileNotFoundError) as exc:
+            problems.append(f"{name}: {exc}")
+            continue
         loaded.append((name, label, coords, attrs, mask_path, xml_path))
+    if problems:
+        raise LabelInputError("cannot label these slides:\n  " + "\n  ".join(problems))
 
     # 2. label and write
     save_dir = Path(save_dir)
@@ -678,9 +717,7 @@ def label_folder(
     for name, label, coords, attrs, mask_path, xml_path in tqdm(
         loaded, desc="patch labels", unit="slide", disable=not progress
     ):
-        level0_size = None
-        if "level0_width" in attrs and "level0_height" in attrs:
-            level0_size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
+        level0_size = _level0_size(attrs)
         t = float(threshold)
         relaxed = False
         if label == 0:
