@@ -674,8 +674,8 @@ def label_folder(
         if folder is not None and not folder.is_dir():
             raise FileNotFoundError(f"{what} folder not found: {folder}")
 
-    # 1. check every input before writing anything
-    jobs = []
+    # 1. check every input before writing anything, and report every problem at once
+    loaded = []
     problems = []
     for name, label in zip(df["wsi_name"], df["wsi_label"], strict=True):
         coords_path = coords_dir / f"{name}_patches.h5"
@@ -694,12 +694,6 @@ def label_folder(
                     f"{name}: tumor slide with neither {name}_mask.tif nor {name}.xml "
                     f"(looked in {looked or 'no folder: pass masks_dir or annotations_dir'})"
                 )
-                continue
-        jobs.append((name, label, coords_path, mask_path, xml_path))
-    if problems:
-        raise LabelInputError("cannot label these slides:\n  " + "\n  ".join(problems))
-    loaded = []
-    for name, label, coords_path, mask_path, xml_path in jobs:
         try:
             coords, attrs = read_coords(coords_path, patch_size_level0)
             _check_tumor_source(mask_path, xml_path, _level0_size(attrs))
