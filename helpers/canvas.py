@@ -146,7 +146,11 @@ def slide_canvas(
             if not occupied[r0:r1].any():
                 continue
             loc = (c_min * p, (r_min + r0) * p)  # level-0 top-left of the band
-            size = (int(math.ceil(n_cols * cell_px)), int(math.ceil((r1 - r0) * cell_px)))
+            extra = 0 if on_grid else 1  # patches off the grid reach into the next cell
+            size = (
+                int(math.ceil((n_cols + extra) * cell_px)),
+                int(math.ceil((r1 - r0 + extra) * cell_px)),
+            )
             region = _rgb(slide.read_region(loc, level, size))
             if on_grid:
                 # resize the band so that a patch is exactly cs x cs, then keep occupied cells

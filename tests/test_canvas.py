@@ -1,0 +1,226 @@
+"""Tests of helpers.canvas: the one-read canvas against the per-patch way, and the overlay."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import h5py
+import matplotlib
+import numpy as np
+import openslide
+import pandas as pd
+import pytest
+import tifffile
+from torchmil.visualize import draw_heatmap_wsi
+
+from helpers import canvas as C
+
+P = 1024
+MAX_MEAN_DIFF = 8.0  # of 255, mean absolute pixel difference with the per-patch canvas
+
+
+def write_slide(path: Path, rgb0: np.ndarray, n_levels: int = 6) -> Path:
+    """A tiled JPEG pyramid, one page per level, with an Aperio description (openslide: aperio)."""
+    h, w = rgb0.shape[:2]
+    desc = (
+        f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=80"
+        "|AppMag = 40|MPP = 0.25"
+    )
+    with tifffile.TiffWriter(path) as tif:
+        level = rgb0
+        for i in range(n_levels):
+            tif.write(
+                level,
+                tile=(256, 256),
+                photometric="rgb",
+                compression="jpeg",
+                description=desc if i == 0 else None,
+                subfiletype=0 if i == 0 else 1,
+                metadata=None,
+            )
+            level = cv2.resize(
+                level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA
+            )
+    return path
+
+
+W0, H0 = 11 * P + 200, 8 * P + 64
+
+
+@pytest.fixture(scope="module")
+def slide_path(tmp_path_factory) -> Path:
+    """An 11k x 8k slide: pink tissue with nuclei-sized dark dots on white glass."""
+    rng = np.random.default_rng(3)
+    small = np.full((H0 // 8, W0 // 8, 3), 245, np.uint8)
+    cv2.ellipse(small, (W0 // 16, H0 // 16), (W0 // 20, H0 // 22), 15, 0, 360, (225, 160, 200), -1)
+    rgb = cv2.resize(small, (W0, H0), interpolation=cv2.INTER_LINEAR)
+    tissue = rgb[..., 1] < 200
+    ys, xs = np.nonzero(tissue[::9, ::9])
+    pick = rng.uniform(size=len(xs)) < 0.05
+    for x, y in zip(xs[pick] * 9, ys[pick] * 9, strict=True):
+        cv2.circle(rgb, (int(x), int(y)), int(rng.integers(3, 7)), (90, 40, 130), -1)
+    return write_slide(tmp_path_factory.mktemp("slide") / "slide.tif", rgb)
+
+
+@pytest.fixture(scope="module")
+def coords(slide_path) -> np.ndarray:
+    """Grid cells (from (0, 0), step P) that touch tissue, sorted by x then y like TRIDENT."""
+    with openslide.OpenSlide(str(slide_path)) as s:
+        thumb = np.asarray(s.read_region((0, 0), 4, s.level_dimensions[4]))[..., :3]
+    tissue = thumb[..., 1] < 200
+    cell = P // 16
+    keep = []
+    for y in range(0, H0, P):
+        for x in range(0, W0, P):
+            if tissue[y // 16 : y // 16 + cell, x // 16 : x // 16 + cell].any():
+                keep.append((x, y))
+    out = np.array(keep, np.int64)
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
+
+
+def test_canvas_matches_the_per_patch_way(slide_path, coords):
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        fast, rows, cols = C.slide_canvas(slide, coords, P, cell_size=50)
+        slow, rows_ref, cols_ref = C.slide_canvas_per_patch(slide, coords, P, cell_size=50)
+    assert 20 < len(coords) < 88  # some cells are glass only: the canvas has white holes
+    assert fast.dtype == np.uint8 and fast.shape == slow.shape
+    assert fast.shape == ((rows.max() + 1) * 50, (cols.max() + 1) * 50, 3)
+    np.testing.assert_array_equal(rows, rows_ref)
+    np.testing.assert_array_equal(cols, cols_ref)
+    diff = np.abs(fast.astype(float) - slow.astype(float))
+    assert diff.mean() < MAX_MEAN_DIFF
+    # every cell shows its own patch: per-cell means agree closely
+    for r, c in zip(rows, cols, strict=True):
+        cell = (slice(r * 50, (r + 1) * 50), slice(c * 50, (c + 1) * 50))
+        assert np.abs(fast[cell].mean((0, 1)) - slow[cell].mean((0, 1))).max() < 10
+
+
+def test_rows_and_cols_follow_the_earlier_convention(coords):
+    rows, cols = C.patch_grid_indices(coords, P)
+    np.testing.assert_array_equal(rows, coords[:, 1] // P - (coords[:, 1] // P).min())
+    np.testing.assert_array_equal(cols, coords[:, 0] // P - (coords[:, 0] // P).min())
+    assert rows.min() == 0 and cols.min() == 0
+
+
+def test_cells_without_patch_are_white_and_torchmil_draws_on_the_canvas(slide_path, coords):
+    sub = coords[::3]
+    canvas, rows, cols = C.slide_canvas(slide_path, sub, P, cell_size=20)  # a path works too
+    occupied = np.zeros((rows.max() + 1, cols.max() + 1), bool)
+    occupied[rows, cols] = True
+    for r, c in np.argwhere(~occupied):
+        assert (canvas[r * 20 : (r + 1) * 20, c * 20 : (c + 1) * 20] == 255).all()
+    values = np.linspace(0, 1, len(sub))
+    heat = draw_heatmap_wsi(canvas, values, 20, rows, cols)
+    assert heat.shape == canvas.shape
+    r, c = rows[-1], cols[-1]  # value 1: torchmil's red
+    assert heat[r * 20 + 10, c * 20 + 10, 0] > heat[r * 20 + 10, c * 20 + 10, 1]
+
+
+def test_patches_off_the_grid(slide_path, coords):
+    shifted = coords[(coords[:, 0] + 300 + P <= W0) & (coords[:, 1] + 200 + P <= H0)] + [300, 200]
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        fast, rows, cols = C.slide_canvas(slide, shifted, P, cell_size=32)
+        slow, *_ = C.slide_canvas_per_patch(slide, shifted, P, cell_size=32)
+    assert fast.shape == slow.shape
+    assert np.abs(fast.astype(float) - slow.astype(float)).mean() < MAX_MEAN_DIFF
+
+
+def test_chosen_level_and_empty_bag(slide_path, coords):
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        a, *_ = C.slide_canvas(slide, coords, P, cell_size=50, level=2)
+        b, *_ = C.slide_canvas(slide, coords, P, cell_size=50)
+        empty, rows, cols = C.slide_canvas(slide, np.zeros((0, 2), np.int64), P, cell_size=50)
+        with pytest.raises(ValueError, match="level 9"):
+            C.slide_canvas(slide, coords, P, level=9)
+    assert np.abs(a.astype(float) - b.astype(float)).mean() < 4
+    assert empty.shape == (50, 50, 3) and (empty == 255).all() and len(rows) == len(cols) == 0
+
+
+def test_bad_input(tmp_path, slide_path, coords):
+    with pytest.raises(FileNotFoundError):
+        C.slide_canvas(tmp_path / "missing.tif", coords, P)
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00broken")
+    with pytest.raises(ValueError, match="cannot read slide"):
+        C.slide_canvas(tmp_path / "broken.tif", coords, P)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        C.slide_canvas(slide_path, coords[:, :1], P)
+    with pytest.raises(ValueError, match="cell_size"):
+        C.slide_canvas(slide_path, coords, P, cell_size=0)
+
+
+def test_overlay_on_thumbnail(slide_path, coords):
+    values = np.zeros(len(coords))
+    values[0] = 1.0
+    values[1] = np.nan
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        thumb = np.asarray(slide.get_thumbnail((1000, 1000)).convert("RGB"))
+        out = C.overlay_on_thumbnail(slide, coords, values, P, alpha=0.6)
+        # the same from a thumbnail array and the level-0 size
+        out2 = C.overlay_on_thumbnail(
+            thumb, coords, values, P, level0_size=slide.dimensions, alpha=0.6
+        )
+    assert out.shape == thumb.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, out2)
+    sx, sy = thumb.shape[1] / W0, thumb.shape[0] / H0
+
+    def centre(i):
+        x, y = coords[i]
+        return int((y + P / 2) * sy), int((x + P / 2) * sx)
+
+    cmap = matplotlib.colormaps["RdYlGn_r"]
+    for i in (0, 2):  # value 1 -> red end, value 0 -> green end, blended with alpha
+        y, x = centre(i)
+        expected = 0.4 * thumb[y, x] + 0.6 * 255 * np.array(cmap(values[i])[:3])
+        np.testing.assert_allclose(out[y, x], expected, atol=1)
+    assert cmap(1.0)[0] > 2 * cmap(1.0)[1] and cmap(0.0)[1] > 2 * cmap(0.0)[0]  # red / green
+    y, x = centre(1)  # NaN -> untouched
+    np.testing.assert_array_equal(out[y, x], thumb[y, x])
+    # glass far from any patch is untouched
+    far = np.ones(thumb.shape[:2], bool)
+    for i in range(len(coords)):
+        x0, y0 = int(coords[i, 0] * sx), int(coords[i, 1] * sy)
+        far[max(y0 - 2, 0) : y0 + int(P * sy) + 3, max(x0 - 2, 0) : x0 + int(P * sx) + 3] = False
+    np.testing.assert_array_equal(out[far], thumb[far])
+    with pytest.raises(ValueError, match="values for"):
+        C.overlay_on_thumbnail(thumb, coords, values[:-1], P, level0_size=(W0, H0))
+    with pytest.raises(ValueError, match="level0_size"):
+        C.overlay_on_thumbnail(thumb, coords, values, P)
+
+
+# --------------------------------------------------------------------------------------------
+# the demo cohort
+
+
+@pytest.fixture(scope="module")
+def demo(request) -> Path:
+    """The demo cohort: the project's ``demo_dir`` fixture, else made (or found) by helpers.demo."""
+    try:
+        return Path(request.getfixturevalue("demo_dir"))
+    except pytest.FixtureLookupError:
+        from helpers.demo import ensure_cohort
+
+        root = os.environ.get("MIL_BOOK_DEMO_DIR") or Path(__file__).parents[1] / "data" / "demo"
+        return Path(ensure_cohort(root, quiet=True))
+
+
+def test_demo_canvas_matches_the_per_patch_way(demo):
+    trident = demo / "trident_processed" / "20x_512px_0px_overlap"
+    table = pd.read_csv(demo / "wsi_labels.csv")
+    names = [
+        *table["wsi_name"][table["wsi_label"] == 1][:2],
+        *table["wsi_name"][table["wsi_label"] == 0][:1],
+    ]
+    for name in names:
+        with h5py.File(trident / "patches" / f"{name}_patches.h5") as f:
+            coords = f["coords"][:]
+            p = int(f["coords"].attrs["patch_size_level0"])
+        with openslide.OpenSlide(str(demo / "wsis" / f"{name}.tif")) as slide:
+            fast, rows, cols = C.slide_canvas(slide, coords, p, cell_size=50)
+            slow, rows_ref, cols_ref = C.slide_canvas_per_patch(slide, coords, p, cell_size=50)
+        assert fast.shape == slow.shape, name
+        np.testing.assert_array_equal(rows, rows_ref)
+        np.testing.assert_array_equal(cols, cols_ref)
+        diff = np.abs(fast.astype(float) - slow.astype(float)).mean()
+        assert diff < MAX_MEAN_DIFF, (name, diff)
