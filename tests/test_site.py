@@ -1,0 +1,218 @@
+"""The built site (book/_build/html), as headless Chromium renders it.
+
+Run after ``make book``; ``make test`` does both. Marked ``site`` so that the unit-test step
+(``pytest -m "not site" tests``) leaves it out. It fails, never skips, when the site has not
+been built or Chromium is missing.
+
+Chromium runs with every remote host blocked (``--host-resolver-rules``), so the check needs
+no internet: MathJax, which comes from a CDN, simply does not load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+import yaml
+from PIL import Image
+
+pytestmark = pytest.mark.site
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+SITE = BOOK / "_build" / "html"
+PAGE_TIMEOUT_S = 120
+# Chapters (not the introduction) must show at least one figure made by their code.
+FIGURE_DIR = "_images/"
+ERROR_CLASSES = {"traceback", "error"}  # MyST-NB classes of error outputs
+
+
+def _toc_docnames() -> list[str]:
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+
+    def walk(entries: list[dict]) -> list[str]:
+        out = []
+        for entry in entries:
+            if "file" in entry:
+                out.append(entry["file"])
+            out += walk(entry.get("sections", []))
+        return out
+
+    names = [toc["root"]] + walk(toc.get("chapters", []))
+    for part in toc.get("parts", []):
+        names += walk(part.get("chapters", []))
+    return names
+
+
+DOCNAMES = _toc_docnames()
+
+
+def _repository() -> tuple[str, str, str, dict]:
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    url = config["repository"]["url"].rstrip("/")
+    owner, repo = urlparse(url).path.strip("/").split("/")[:2]
+    return owner, repo.removesuffix(".git"), config["repository"].get("branch", "main"), config
+
+
+def chromium_binary() -> str:
+    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=...)")
+
+
+def dump_dom(page: Path, profile: Path) -> str:
+    """The DOM of ``page`` after its scripts ran, from headless Chromium with no network."""
+    cmd = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
+    assert result.returncode == 0, f"chromium failed on {page.name}:\n{result.stderr[-2000:]}"
+    assert "<html" in result.stdout, f"chromium returned no DOM for {page.name}"
+    return result.stdout
+
+
+class PageParser(HTMLParser):
+    """Collects what the checks need from a page: title, h1, images, links, error outputs."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.h1: list[str] = []
+        self.images: list[str] = []
+        self.links: list[tuple[str, set[str]]] = []
+        self.error_outputs = 0
+        self._in: str | None = None
+        self._main_depth = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {k: v or "" for k, v in attrs}
+        classes = set(attr.get("class", "").split())
+        if tag == "title":
+            self._in = "title"
+        elif tag == "h1":
+            self._in = "h1"
+            self.h1.append("")
+        elif tag == "img":
+            self.images.append(attr.get("src", ""))
+        elif tag == "a":
+            self.links.append((attr.get("href", ""), classes))
+        if tag == "div" and "output" in classes and classes & ERROR_CLASSES:
+            self.error_outputs += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("title", "h1"):
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "title":
+            self.title += data
+        elif self._in == "h1":
+            self.h1[-1] += data
+        self.text.append(data)
+
+
+def _is_image(path: Path) -> bool:
+    if path.suffix.lower() == ".svg":
+        head = path.read_bytes()[:512].lstrip().lower()
+        return head.startswith((b"<svg", b"<?xml")) and b"<svg" in path.read_bytes()[:4096].lower()
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        return image.width > 0 and image.height > 0
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"{SITE.relative_to(ROOT)} is not built: run `make book` first")
+    return SITE
+
+
+@pytest.fixture(scope="module")
+def pages(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageParser]:
+    """Every page of the table of contents, rendered once by Chromium."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    parsed = {}
+    for name in DOCNAMES:
+        page = site / f"{name}.html"
+        if not page.is_file():
+            pytest.fail(f"{page.relative_to(ROOT)} was not built (is {name} in book/?)")
+        parser = PageParser()
+        parser.feed(dump_dom(page, profile))
+        parsed[name] = parser
+    return parsed
+
+
+def test_index_leads_to_the_introduction(site: Path):
+    index = (site / "index.html").read_text()
+    assert f"{DOCNAMES[0]}.html" in index
+
+
+@pytest.mark.parametrize("name", DOCNAMES)
+def test_page_renders_with_title_and_no_errors(pages: dict[str, PageParser], name: str):
+    page = pages[name]
+    headings = [h.strip() for h in page.h1 if h.strip()]
+    assert headings, f"{name}: no <h1> title"
+    title = re.sub(r"[#¶\s]+$", "", headings[0])
+    assert title and title in page.title, f"{name}: <title> {page.title!r} lacks {title!r}"
+    text = " ".join(page.text)
+    assert "Traceback" not in text, f"{name}: a traceback is shown on the page"
+    assert page.error_outputs == 0, f"{name}: {page.error_outputs} error output(s)"
+
+
+@pytest.mark.parametrize("name", DOCNAMES)
+def test_images_exist_and_are_images(pages: dict[str, PageParser], site: Path, name: str):
+    page = pages[name]
+    figures = 0
+    for src in page.images:
+        assert src, f"{name}: <img> without src"
+        parsed = urlparse(src)
+        assert parsed.scheme in ("", "file"), f"{name}: image from the network: {src}"
+        path = (site / unquote(parsed.path)).resolve()
+        assert path.is_file(), f"{name}: image {src} does not exist"
+        assert path.stat().st_size > 0, f"{name}: image {src} is empty"
+        assert _is_image(path), f"{name}: {src} is not a readable image"
+        figures += unquote(parsed.path).startswith(FIGURE_DIR)
+    if name != DOCNAMES[0]:
+        assert figures >= 1, f"{name}: no figure image (a plot made by a code cell)"
+
+
+@pytest.mark.parametrize("name", DOCNAMES)
+def test_colab_badge_and_binder_link(pages: dict[str, PageParser], name: str):
+    owner, repo, branch, config = _repository()
+    notebook = f"notebooks/{name}.ipynb"
+    colab = config["launch_buttons"].get("colab_url", "https://colab.research.google.com")
+    expected_colab = f"{colab.rstrip('/')}/github/{owner}/{repo}/blob/{branch}/{notebook}"
+    links = pages[name].links
+    badges = [href for href, classes in links if "launch-badge-colab" in classes]
+    assert badges == [expected_colab], f"{name}: Colab badge {badges}, expected {expected_colab}"
+    binderhub = config["launch_buttons"]["binderhub_url"].rstrip("/")
+    binder_prefix = f"{binderhub}/v2/gh/{owner}/{repo}/{branch}?urlpath="
+    binder = [href for href, _ in links if href.startswith(binder_prefix)]
+    # The badge under the title and the theme's launch button, both opening the notebook.
+    assert len(binder) >= 2, f"{name}: Binder launch links {binder}"
+    assert all(href.endswith(notebook) for href in binder), binder
+    for href in binder + badges:
+        assert (ROOT / notebook).is_file(), f"{href} points to a missing {notebook}"
