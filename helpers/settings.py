@@ -63,7 +63,7 @@ class Settings:
 
     @property
     def base_path(self) -> str:
-        """``trident_dir`` as the string ``TridentWSIDataset(base_path=...)`` expects (trailing slash)."""
+        """``trident_dir`` as ``TridentWSIDataset(base_path=...)`` wants it (trailing slash)."""
         return str(self.trident_dir) + os.sep
 
     @property
@@ -117,7 +117,9 @@ def _env_path(var: str, required: bool = True) -> Path | None:
     value = os.environ.get(var)
     if not value:
         if required:
-            raise OSError(f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py).")
+            raise OSError(
+                f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py)."
+            )
         return None
     return Path(value).expanduser()
 
@@ -190,5 +192,8 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
                 raise FileNotFoundError(f"{path} does not exist; check the MIL_BOOK_* variables.")
     seed_everything(seed)
     if verbose:
-        print(f"data: {cfg.source} ({cfg.trident_dir}), encoder: {cfg.encoder}, device: {get_device()}")
+        print(
+            f"data: {cfg.source} ({cfg.trident_dir}), encoder: {cfg.encoder}, "
+            f"device: {get_device()}"
+        )
     return cfg

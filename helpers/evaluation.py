@@ -1,0 +1,99 @@
+"""Predictions in eval mode, bag-level metrics, and instance scores ready to draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn import metrics as skm
+
+from helpers.data import make_loader
+
+
+@dataclass
+class Predictions:
+    """What a model says about every bag of a dataset (in the dataset's order).
+
+    ``prob`` is the bag probability ``(n_bags,)``; ``inst_scores[i]`` the raw instance
+    scores of bag ``i`` ``(bag_size_i,)`` (pre-softmax attention for ABMIL) and
+    ``attention[i]`` the same scores normalised per bag over its real instances (softmax),
+    ``y_inst[i]`` its patch labels (for evaluation only), ``coords[i]`` its grid coords.
+    """
+
+    names: list[str]
+    y: np.ndarray
+    prob: np.ndarray
+    inst_scores: list[np.ndarray]
+    attention: list[np.ndarray]
+    y_inst: list[np.ndarray]
+    coords: list[np.ndarray]
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"name": self.names, "y": self.y, "prob": self.prob})
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, dataset, device: torch.device | str | None = None
+) -> Predictions:
+    """Run ``model.predict`` on every bag of ``dataset`` in eval mode, without gradients.
+
+    Bags go one at a time, so no padding reaches the instance scores; everything is moved
+    back to the CPU as NumPy arrays.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    out = Predictions(list(dataset.get_bag_names()), [], [], [], [], [], [])
+    for batch in make_loader(dataset, batch_size=1):
+        batch = batch.to(device)
+        logits, inst = model.predict(batch["X"], batch["mask"], return_inst_pred=True)
+        real = batch["mask"][0].bool()
+        scores = inst[0][real].float()
+        out.y.append(int(batch["Y"][0]))
+        out.prob.append(float(torch.sigmoid(logits.float())[0]))
+        out.inst_scores.append(scores.cpu().numpy())
+        out.attention.append(torch.softmax(scores, dim=0).cpu().numpy())
+        out.y_inst.append(batch["y_inst"][0][real].cpu().numpy().astype(int))
+        out.coords.append(batch["coords"][0][real].cpu().numpy())
+    out.y, out.prob = np.array(out.y), np.array(out.prob)
+    return out
+
+
+def bag_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, balanced accuracy, F1 (at ``threshold``) and AUROC of bag predictions."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(prob) >= threshold).astype(int)
+    result = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+        "f1": skm.f1_score(y, pred, zero_division=0),
+        "auroc": skm.roc_auc_score(y, prob) if len(np.unique(y)) == 2 else float("nan"),
+    }
+    return {k: float(v) for k, v in result.items()}
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Scale ``values`` to [0, 1] (all zeros when they are constant), for heatmaps."""
+    values = np.asarray(values, dtype=float)
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def patch_auroc(preds: Predictions, positive_bags_only: bool = True) -> float:
+    """Patch-level AUROC of the instance scores against the patch labels.
+
+    Scores are min-max normalised within each bag first (attention is relative to its bag),
+    then pooled over the bags (by default the tumour bags, where both classes occur).
+    """
+    scores, labels = [], []
+    for s, yi, y in zip(preds.inst_scores, preds.y_inst, preds.y, strict=True):
+        if positive_bags_only and y != 1:
+            continue
+        scores.append(minmax(s))
+        labels.append(yi)
+    labels_all = np.concatenate(labels)
+    if len(np.unique(labels_all)) < 2:
+        raise ValueError("patch AUROC needs both tumour and normal patches")
+    return float(skm.roc_auc_score(labels_all, np.concatenate(scores)))

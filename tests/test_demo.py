@@ -1,0 +1,275 @@
+"""The demo cohort: files openslide and torchmil read, in TRIDENT's formats, and ground truth
+that agrees with the pixels."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import openslide
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from helpers import demo
+from helpers.labels import read_polygons, tumor_fraction_from_xml
+from helpers.trident import read_level
+
+REPO = Path(__file__).resolve().parents[1]
+COORD_ATTRS = {
+    "patch_size",
+    "patch_size_level0",
+    "level0_magnification",
+    "target_magnification",
+    "overlap",
+    "name",
+    "savetodir",
+    "level0_width",
+    "level0_height",
+}
+
+
+@pytest.fixture(scope="module")
+def cohort(demo_dir):
+    table = pd.read_csv(demo_dir / "wsi_labels.csv")
+    return demo_dir, demo.CohortPaths(demo_dir), table
+
+
+def test_layout_and_csvs(cohort):
+    root, paths, table = cohort
+    assert list(table.columns) == ["wsi_name", "wsi_label"]
+    train, test = pd.read_csv(root / "train.csv"), pd.read_csv(root / "test.csv")
+    assert len(train) + len(test) == len(table) >= 40
+    assert set(train.wsi_name) | set(test.wsi_name) == set(table.wsi_name)
+    assert all(n.startswith(("normal_", "tumor_")) for n in train.wsi_name)
+    assert all(n.startswith("test_") for n in test.wsi_name)
+    assert all(train.wsi_label[train.wsi_name.str.startswith("tumor_")] == 1)
+    assert 0.35 <= table.wsi_label.mean() <= 0.45
+    for name, label in zip(table.wsi_name, table.wsi_label, strict=True):
+        assert paths.wsi(name).exists() and paths.mask(name).exists()
+        assert paths.thumbnail(name).exists()
+        assert paths.xml(name).exists() == bool(label)
+
+
+def test_openslide_reads_every_slide(cohort):
+    _, paths, table = cohort
+    for name in table.wsi_name:
+        with openslide.OpenSlide(str(paths.wsi(name))) as slide:
+            assert slide.properties["openslide.vendor"] == "aperio"
+            assert slide.level_count >= 4
+            assert float(slide.properties[openslide.PROPERTY_NAME_MPP_X]) == pytest.approx(0.25)
+            assert slide.properties[openslide.PROPERTY_NAME_OBJECTIVE_POWER] == "40"
+            ds = slide.level_downsamples
+            assert ds[:4] == pytest.approx([1, 2, 4, 8], rel=1e-3)
+        with openslide.OpenSlide(str(paths.mask(name))) as mask:
+            assert mask.dimensions == slide.dimensions
+            assert mask.level_count == slide.level_count
+
+
+def test_h5_files_match_formats(cohort):
+    _, paths, table = cohort
+    for name in table.wsi_name:
+        with openslide.OpenSlide(str(paths.wsi(name))) as slide:
+            width, height = slide.dimensions
+        with h5py.File(paths.coords(name), "r") as f:
+            assert list(f.keys()) == ["coords"]
+            coords = f["coords"]
+            assert coords.dtype == np.int64 and coords.ndim == 2 and coords.shape[1] == 2
+            attrs = dict(coords.attrs)
+            assert set(attrs) == COORD_ATTRS
+            assert attrs["patch_size"] == 512 and attrs["patch_size_level0"] == 1024
+            assert attrs["level0_magnification"] == 40 and attrs["overlap"] == 0
+            assert isinstance(attrs["target_magnification"], float)
+            assert attrs["target_magnification"] == 20.0
+            assert attrs["name"] == name
+            assert Path(attrs["savetodir"]) == paths.coords(name).parent
+            assert (attrs["level0_width"], attrs["level0_height"]) == (width, height)
+            xy = coords[:]
+        assert (xy % 1024 == 0).all(), "grid starts at (0, 0) with step 1024"
+        assert len(np.unique(xy, axis=0)) == len(xy)
+        with h5py.File(paths.features(name), "r") as f:
+            assert set(f.keys()) == {"features", "coords"}
+            assert f["features"].dtype == np.float32
+            assert f["features"].shape[0] == len(xy)
+            assert np.isfinite(f["features"][:]).all()
+            assert np.array_equal(f["coords"][:], xy), "features rows follow the coords rows"
+            assert dict(f["coords"].attrs) == attrs
+            assert f.attrs["name"] == name and f.attrs["encoder"] == demo.ENCODER_NAME
+            assert Path(f.attrs["savetodir"]) == paths.features(name).parent
+        with h5py.File(paths.patch_labels(name), "r") as f:
+            labels = f["patch_labels"][:]
+        assert labels.shape == (len(xy),) and np.issubdtype(labels.dtype, np.integer)
+
+
+def test_bags_and_tumour_design(demo_dir):
+    summary = demo.cohort_summary(demo_dir)
+    assert summary.n_patches.mean() >= 50
+    normal = summary[summary.label == 0]
+    assert (normal.n_tumor_patches == 0).all()
+    micro, macro = summary[summary.kind == "micro"], summary[summary.kind == "macro"]
+    tumour = summary[summary.label == 1]
+    assert abs(len(micro) - len(tumour) / 2) <= 1
+    assert (tumour.n_tumor_patches >= 1).all(), "every tumour slide has a tumour patch"
+    assert (micro.tumor_fraction < 0.06).all()
+    assert (micro.n_tumor_patches <= 3).sum() >= len(micro) // 2
+    assert macro.tumor_fraction.min() > micro.tumor_fraction.max()
+
+
+def test_torchmil_loads_the_cohort(demo_settings):
+    from torchmil.datasets import TridentWSIDataset
+
+    cfg = demo_settings
+    table = pd.read_csv(cfg.train_csv)
+    ds = TridentWSIDataset(
+        base_path=cfg.base_path,
+        labels_path=str(cfg.train_csv),
+        feature_extractor=cfg.encoder,
+        patch_labels_path=str(cfg.patch_labels_dir) + "/",
+        wsi_names=list(table.wsi_name),
+        bag_keys=["X", "Y", "y_inst", "adj", "coords"],
+        patch_size=1024,
+        wsi_name_col="wsi_name",
+        wsi_label_col="wsi_label",
+    )
+    assert len(ds) == len(table)
+    labels = dict(zip(table.wsi_name, table.wsi_label, strict=True))
+    for i, name in enumerate(ds.get_bag_names()):
+        bag = ds[i]
+        n = bag["X"].shape[0]
+        assert bag["X"].ndim == 2 and bag["y_inst"].shape == (n,)
+        assert bag["coords"].shape == (n, 2) and bag["adj"].shape == (n, n)
+        assert int(bag["Y"][0]) == labels[name]
+        assert int(bag["y_inst"].max()) == labels[name]
+        with h5py.File(cfg.coords_path(name), "r") as f:
+            assert np.array_equal(bag["coords"].numpy(), f["coords"][:] // 1024)
+
+
+def test_masks_xml_and_labels_agree(cohort):
+    root, paths, table = cohort
+    for name in table.wsi_name[table.wsi_label == 1]:
+        with openslide.OpenSlide(str(paths.mask(name))) as mask:
+            level = 3
+            m = read_level(mask, level)[..., 0]
+            scale = mask.level_downsamples[level]
+        drawn = np.zeros_like(m)
+        for poly in read_polygons(paths.xml(name))[0]:
+            cv2.fillPoly(drawn, [np.round(poly / scale * 16).astype(np.int32)], 1, shift=4)
+        tumour = m == 2
+        iou = (tumour & (drawn > 0)).sum() / (tumour | (drawn > 0)).sum()
+        assert iou > 0.95, f"{name}: mask and XML disagree (IoU {iou:.3f})"
+        with h5py.File(paths.coords(name), "r") as f:
+            coords = f["coords"][:]
+        with h5py.File(paths.patch_labels(name), "r") as f:
+            stored = f["patch_labels"][:]
+        from_xml = tumor_fraction_from_xml(paths.xml(name), coords, 1024) > 0.5
+        assert (from_xml == stored.astype(bool)).mean() >= 0.97
+
+
+def test_tumour_texture_is_where_the_mask_says(cohort):
+    """Tumour nuclei are large and pale: the large-scale blob response of the hematoxylin
+    channel separates tumour patches from the rest, and pixels inside the mask are paler."""
+    root, paths, table = cohort
+    feats, labels = [], []
+    for name in table.wsi_name[table.wsi_label == 1]:
+        with h5py.File(paths.features(name), "r") as f:
+            feats.append(f["features"][:])
+        with h5py.File(paths.patch_labels(name), "r") as f:
+            labels.append(f["patch_labels"][:])
+    feats, labels = np.concatenate(feats), np.concatenate(labels)
+    best = max(
+        max(roc_auc_score(labels, feats[:, j]), 1 - roc_auc_score(labels, feats[:, j]))
+        for j in range(feats.shape[1])
+    )
+    assert best > 0.9
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.demo", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+
+
+def test_cli_rejects_bad_input(tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me")
+    res = _run_cli("--out", str(a_file))
+    assert res.returncode == 2 and "is a file" in res.stderr
+    assert a_file.read_text() == "keep me"
+
+    res = _run_cli("--out", str(tmp_path / "x"), "--seed", "abc")
+    assert res.returncode == 2 and "whole number" in res.stderr
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.docx").write_text("precious")
+    res = _run_cli("--out", str(busy))
+    assert res.returncode == 2 and "not empty" in res.stderr
+    assert (busy / "thesis.docx").read_text() == "precious"
+
+
+def test_unwritable_folder_is_reported(tmp_path, monkeypatch):
+    """A folder ``os.access`` says is not writable (faked: CI runs as root) is refused."""
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(demo.CohortError, match="not writable"):
+        demo.make_cohort(tmp_path / "demo", quiet=True)
+
+
+SMALL = ((1, 1), (1, 1))
+
+
+def test_small_cohort_resumes_and_is_deterministic(tmp_path):
+    out = tmp_path / "mini"
+    demo.make_cohort(out, seed=7, sizes=SMALL, workers=1, quiet=True)
+    paths = demo.CohortPaths(out)
+    specs = demo.plan_cohort(7, SMALL)
+    tumour = next(s for s in specs if s.label == 1)
+    features = paths.features(tumour.name).read_bytes()
+    labels = paths.patch_labels(tumour.name).read_bytes()
+    stamp = paths.wsi(specs[0].name).stat().st_mtime_ns
+
+    # a complete cohort is found, not rebuilt
+    demo.make_cohort(out, seed=7, sizes=SMALL, quiet=True)
+    assert paths.wsi(specs[0].name).stat().st_mtime_ns == stamp
+
+    # an interrupted run: a slide's outputs gone, a stray partial file, no manifest
+    paths.features(tumour.name).unlink()
+    paths.wsi(tumour.name).unlink()
+    (paths.wsi(tumour.name).parent / ".x.partial-1.tif").write_bytes(b"junk")
+    manifest = json.loads((out / demo.MANIFEST).read_text())
+    (out / demo.MANIFEST).unlink()
+    (out / demo.IN_PROGRESS).write_text(
+        json.dumps({k: manifest[k] for k in ("seed", "version", "sizes")})
+    )
+    demo.make_cohort(out, seed=7, sizes=SMALL, workers=1, quiet=True)
+    assert (out / demo.MANIFEST).exists() and not (out / demo.IN_PROGRESS).exists()
+    assert paths.features(tumour.name).read_bytes() == features, "same seed, same bytes"
+    assert paths.patch_labels(tumour.name).read_bytes() == labels
+
+    # another seed on top of it must be asked for explicitly
+    with pytest.raises(demo.CohortError, match="--force"):
+        demo.make_cohort(out, seed=8, sizes=SMALL, quiet=True)
+
+
+def test_demo_features_match_a_fresh_run(tmp_path, demo_dir):
+    """Regenerating one slide of the book's cohort elsewhere gives byte-identical features."""
+    info = json.loads((demo_dir / demo.MANIFEST).read_text())
+    spec = next(s for s in demo.plan_cohort(info["seed"]) if s.kind == "micro")
+    paths = demo.CohortPaths(tmp_path)
+    demo.make_slide(spec, paths, info["seed"])
+    demo.process_slide(spec, paths)
+    with h5py.File(paths.features(spec.name), "r") as a:
+        with h5py.File(demo.CohortPaths(demo_dir).features(spec.name), "r") as b:
+            assert a["features"][:].tobytes() == b["features"][:].tobytes()
+            assert np.array_equal(a["coords"][:], b["coords"][:])
