@@ -224,3 +224,18 @@ def test_demo_canvas_matches_the_per_patch_way(demo):
         np.testing.assert_array_equal(cols, cols_ref)
         diff = np.abs(fast.astype(float) - slow.astype(float)).mean()
         assert diff < MAX_MEAN_DIFF, (name, diff)
+
+
+def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        reader = C._TiffLevel.open(slide, 3)
+        assert reader is not None  # the fast path is taken for a tiled TIFF
+        w, h = slide.level_dimensions[3]
+        window = reader.read(w - 300, -20, 400, 200)  # crosses the page's top and right edges
+        ref = np.asarray(slide.read_region((int((w - 300) * 8), -160), 3, (400, 200)))[..., :3]
+        reader.close()
+        np.testing.assert_array_equal(window, ref)
+        fast, *_ = C.slide_canvas(slide, coords, P)
+        monkeypatch.setattr(C._TiffLevel, "open", classmethod(lambda cls, s, lv: None))
+        via_openslide, *_ = C.slide_canvas(slide, coords, P)
+    np.testing.assert_array_equal(fast, via_openslide)
