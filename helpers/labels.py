@@ -75,8 +75,8 @@ MIN_PATCH_PX = 64
 #: The same for rasterised XML polygons: cv2.fillPoly also fills the pixels an edge crosses,
 #: a bias of about half a pixel along the outline, so polygons get a finer map.
 MIN_PATCH_PX_XML = 128
-#: Rows of the low-resolution map held in memory at once.
-BAND_ROWS = 4096
+#: Pixels of the low-resolution map held in memory at once (a band of whole rows).
+BAND_PIXELS = 16 * 1024 * 1024
 #: Sub-pixel bits used when rasterising polygons with ``cv2.fillPoly``.
 _SHIFT = 4
 
@@ -127,7 +127,7 @@ def _box_fractions(
     read_rows: Callable[[int, int], np.ndarray],
     map_size: tuple[int, int],
     boxes: np.ndarray,
-    band_rows: int = BAND_ROWS,
+    band_pixels: int = BAND_PIXELS,
 ) -> np.ndarray:
     """Fraction of each box covered by a binary map, with one summed-area table per band.
 
@@ -146,6 +146,7 @@ def _box_fractions(
     if n == 0:
         return out
     width, height = map_size
+    band_rows = max(1, band_pixels // max(width, 1))
     x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
     area = np.maximum((x1 - x0) * (y1 - y0), 1).astype(np.float64)
     cx0, cx1 = np.clip(x0, 0, width), np.clip(x1, 0, width)

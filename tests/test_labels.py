@@ -224,6 +224,21 @@ def test_fractions_of_no_patches_and_bad_coords(cohort):
         L.tumor_fraction_from_mask(path, np.zeros((5, 3), np.int64), P)
 
 
+def test_summed_area_boxes_in_bands_equal_brute_force():
+    rng = np.random.default_rng(0)
+    tumor_map = rng.uniform(size=(300, 200)) < 0.3
+    x0 = rng.integers(-30, 190, 500)
+    y0 = rng.integers(-30, 290, 500)
+    size = rng.integers(1, 40, 500)
+    boxes = np.stack([x0, y0, x0 + size, y0 + size], axis=1)
+    padded = np.zeros((400, 300), bool)  # the map sits at (50, 50); outside counts as 0
+    padded[50:350, 50:250] = tumor_map
+    brute = [padded[b + 50 : d + 50, a + 50 : c + 50].sum() / (c - a) ** 2 for a, b, c, d in boxes]
+    for band_pixels in (1, 200 * 37, 10**9):  # one box per band, a few bands, one band
+        fr = L._box_fractions(lambda r0, r1: tumor_map[r0:r1], (200, 300), boxes, band_pixels)
+        np.testing.assert_allclose(fr, brute)
+
+
 def test_labels_from_fractions_is_strictly_greater():
     fr = np.array([0.0, 0.49, 0.5, 0.51, 1.0])
     out = L.labels_from_fractions(fr)
