@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from helpers import synth
 from helpers.fileio import atomic_path
 
-COHORT_VERSION = 1
+COHORT_VERSION = 2
 ENCODER_NAME = "demo_stats"
 PATCH_DIR = "20x_512px_0px_overlap"
 PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 40, 0.25
@@ -188,6 +188,14 @@ def _max_cell_fraction(poly: np.ndarray) -> float:
     return float(cells.max())
 
 
+def _outline(region: np.ndarray, scale: float) -> list[np.ndarray]:
+    """Outer contours of a bool ``region`` as level-0 polygons (pixel centres times ``scale``)."""
+    contours, _ = cv2.findContours(
+        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    return [(c[:, 0, :].astype(np.float64) + 0.5) * scale for c in contours if len(c) >= 3]
+
+
 def _rasterise(shape: tuple[int, int], polygons: list[np.ndarray], scale: float) -> np.ndarray:
     """Fill level-0 ``polygons`` into a uint8 image of ``shape`` at ``1/scale`` of level 0."""
     img = np.zeros(shape, np.uint8)
@@ -250,8 +258,11 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     height = int(rng.integers(7, 10)) * PATCH_SIZE_LEVEL0 + 64 * int(rng.integers(0, 12))
     shape = (height // ds, width // ds)
     tissue = synth.tissue_shape(rng, shape, margin=150)
-    polygons = _place_lesions(rng, spec, tissue)
-    tumor = _rasterise(shape, polygons, ds).astype(bool) & tissue
+    # the annotation follows the tissue edge: outline (lesion AND tissue); the texture, the
+    # XML and the mask all come from that one outline
+    lesions = _rasterise(shape, _place_lesions(rng, spec, tissue), ds).astype(bool) & tissue
+    polygons = _outline(lesions, ds)
+    tumor = _rasterise(shape, polygons, ds).astype(bool)
     stain = {
         "h": rng.uniform(0.85, 1.15),
         "e": rng.uniform(0.8, 1.2),
@@ -284,7 +295,7 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
 
     # mask pyramid: tissue from the painting, tumour rasterised from the same polygons at level 0
     mask0 = cv2.resize(tissue.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-    mask0[_rasterise((height, width), polygons, 1.0).astype(bool) & (mask0 > 0)] = 2
+    mask0[_rasterise((height, width), polygons, 1.0).astype(bool)] = 2
     mlevels = [mask0]
     while len(mlevels) < N_LEVELS:
         prev = mlevels[-1]
@@ -366,11 +377,9 @@ def _check_out_dir(root: Path, seed: int, sizes: tuple, force: bool) -> str:
                 info = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 info = {}
-            same = (
-                info.get("seed") == seed
-                and info.get("version") == COHORT_VERSION
-                and info.get("sizes") == [list(x) for x in sizes]
-            )
+            same = info.get("seed") == seed and info.get("sizes") == [list(x) for x in sizes]
+            if same and info.get("version") != COHORT_VERSION:
+                return "new"  # made by an older helpers.demo: rebuild it
             if same or force:
                 return state if same and not force else "new"
             raise CohortError(

@@ -67,9 +67,10 @@ def test_openslide_reads_every_slide(cohort):
             assert slide.properties[openslide.PROPERTY_NAME_OBJECTIVE_POWER] == "40"
             ds = slide.level_downsamples
             assert ds[:4] == pytest.approx([1, 2, 4, 8], rel=1e-3)
+            size, n_levels = slide.dimensions, slide.level_count
         with openslide.OpenSlide(str(paths.mask(name))) as mask:
-            assert mask.dimensions == slide.dimensions
-            assert mask.level_count == slide.level_count
+            assert mask.dimensions == size
+            assert mask.level_count == n_levels
 
 
 def test_h5_files_match_formats(cohort):
