@@ -77,6 +77,8 @@ MIN_PATCH_PX = 64
 MIN_PATCH_PX_XML = 128
 #: Pixels of the low-resolution map held in memory at once (a band of whole rows).
 BAND_PIXELS = 16 * 1024 * 1024
+#: Problems listed in an error message before "... and N more".
+MAX_SHOWN = 5
 #: Sub-pixel bits used when rasterising polygons with ``cv2.fillPoly``.
 _SHIFT = 4
 
@@ -703,7 +705,13 @@ def label_folder(
             continue
         loaded.append((name, label, coords, attrs, mask_path, xml_path))
     if problems:
-        raise LabelInputError("cannot label these slides:\n  " + "\n  ".join(problems))
+        shown = problems[:MAX_SHOWN] + (
+            [f"... and {len(problems) - MAX_SHOWN} more"] if len(problems) > MAX_SHOWN else []
+        )
+        raise LabelInputError(
+            f"cannot label {len(problems)} of {len(df)} slides (nothing was written):\n  "
+            + "\n  ".join(shown)
+        )
 
     # 2. label and write
     save_dir = Path(save_dir)
