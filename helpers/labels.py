@@ -62,6 +62,7 @@ __all__ = [
     "read_coords",
     "read_polygons",
     "write_patch_labels",
+    "summary_line",
     "main",
 ]
 
