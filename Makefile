@@ -12,7 +12,8 @@ PY = $(VENV)/bin/python
 PYTHON ?= python3
 STAMP = $(VENV)/.mil-book-installed
 NBVAL_CELL_TIMEOUT ?= 600
-JB_FLAGS ?= -W -n --keep-going
+# --all: re-read (and so re-execute) every chapter, so warnings of unchanged pages count too.
+JB_FLAGS ?= -W -n --keep-going --all
 
 CHAPTERS := $(sort $(wildcard book/[0-9][0-9]-*.md))
 LINT_PATHS := $(wildcard helpers tests benchmarks book/_ext)
