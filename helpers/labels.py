@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from helpers.fileio import atomic_path
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "TUMOR_GROUPS",
@@ -332,7 +334,8 @@ def _fill(img: np.ndarray, polys: list[np.ndarray], value: int, scale: float, or
         ).astype(np.int32)
         for p in polys
     ]
-    cv2.fillPoly(img, pts, int(value), lineType=cv2.LINE_8, shift=_SHIFT)
+    for poly in pts:  # one call each: fillPoly treats the overlap of a list's polygons as a hole
+        cv2.fillPoly(img, [poly], int(value), lineType=cv2.LINE_8, shift=_SHIFT)
 
 
 def tumor_fraction_from_xml(
@@ -561,19 +564,12 @@ def write_patch_labels(
         raise ValueError(f"labels must have shape (N,), got {labels.shape}.")
     if fractions is not None and np.shape(fractions) != labels.shape:
         raise ValueError(f"fractions {np.shape(fractions)} and labels {labels.shape} differ.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            ds = f.create_dataset("patch_labels", data=labels.astype(np.int64))
-            for k, v in (attrs or {}).items():
-                ds.attrs[k] = v
-            if fractions is not None:
-                f.create_dataset("tumor_fraction", data=np.asarray(fractions, dtype=np.float32))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("patch_labels", data=labels.astype(np.int64))
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = v
+        if fractions is not None:
+            f.create_dataset("tumor_fraction", data=np.asarray(fractions, dtype=np.float32))
 
 
 def _level0_size(attrs: dict) -> tuple[int, int] | None:

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.fileio import atomic_path
+from helpers.labels import read_coords  # noqa: F401  (one reader of coords files)
 
 
 def objective_power(slide: openslide.OpenSlide) -> int:
@@ -143,17 +144,6 @@ def save_coords(path: str | os.PathLike, coords: np.ndarray, attrs: dict) -> Non
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         ds = f.create_dataset("coords", data=np.asarray(coords, dtype=np.int64))
         ds.attrs.update(attrs)
-
-
-def read_coords(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Read a TRIDENT coords file: ``(coords int64 (n_patches, 2), attributes)``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No coords file {path}")
-    with h5py.File(path, "r") as f:
-        if "coords" not in f:
-            raise KeyError(f"{path} has no 'coords' dataset (keys: {list(f.keys())})")
-        return f["coords"][:].astype(np.int64), dict(f["coords"].attrs)
 
 
 def read_patches(

@@ -479,3 +479,14 @@ def test_demo_labels_match_per_patch_level0_reference(demo):
     assert_labels_match(fast, ref)
     # the XML polygons give the same labels (the demo masks are drawn from them, inside tissue)
     assert_labels_match(xml, ref)
+
+
+def test_overlapping_tumour_polygons_are_a_union(tmp_path):
+    """Two annotations over the same area: the overlap is tumour, not a hole (cv2.fillPoly
+    given both at once would cut it out)."""
+    square = np.array([[0, 0], [4096, 0], [4096, 4096], [0, 4096]], dtype=float)
+    xml = write_xml(tmp_path / "b.xml", [("Tumor", square), ("_0", square + 1024)])
+    coords = np.array([[1024, 1024], [2048, 2048], [4096, 4096], [6144, 6144]])
+    fr = L.tumor_fraction_from_xml(xml, coords, 1024, level0_size=(8192, 8192))
+    assert fr[0] == pytest.approx(1.0) and fr[1] == pytest.approx(1.0)
+    assert fr[2] == pytest.approx(1.0) and fr[3] == 0.0
