@@ -151,18 +151,22 @@ def site() -> Path:
 
 
 @pytest.fixture(scope="module")
-def pages(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageParser]:
-    """Every page of the table of contents, rendered once by Chromium."""
+def pages(site: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``pages(name)``: the page of a table-of-contents entry, rendered once by Chromium."""
     profile = tmp_path_factory.mktemp("chromium-profile")
-    parsed = {}
-    for name in DOCNAMES:
-        page = site / f"{name}.html"
-        if not page.is_file():
-            pytest.fail(f"{page.relative_to(ROOT)} was not built (is {name} in book/?)")
-        parser = PageParser()
-        parser.feed(dump_dom(page, profile))
-        parsed[name] = parser
-    return parsed
+    cache: dict[str, PageParser] = {}
+
+    def render(name: str) -> PageParser:
+        if name not in cache:
+            page = site / f"{name}.html"
+            if not page.is_file():
+                pytest.fail(f"{page.relative_to(ROOT)} was not built (is {name} in book/?)")
+            parser = PageParser()
+            parser.feed(dump_dom(page, profile))
+            cache[name] = parser
+        return cache[name]
+
+    return render
 
 
 def test_index_leads_to_the_introduction(site: Path):
@@ -171,8 +175,8 @@ def test_index_leads_to_the_introduction(site: Path):
 
 
 @pytest.mark.parametrize("name", DOCNAMES)
-def test_page_renders_with_title_and_no_errors(pages: dict[str, PageParser], name: str):
-    page = pages[name]
+def test_page_renders_with_title_and_no_errors(pages, name: str):
+    page = pages(name)
     headings = [h.strip() for h in page.h1 if h.strip()]
     assert headings, f"{name}: no <h1> title"
     title = re.sub(r"[#¶\s]+$", "", headings[0])
@@ -183,8 +187,8 @@ def test_page_renders_with_title_and_no_errors(pages: dict[str, PageParser], nam
 
 
 @pytest.mark.parametrize("name", DOCNAMES)
-def test_images_exist_and_are_images(pages: dict[str, PageParser], site: Path, name: str):
-    page = pages[name]
+def test_images_exist_and_are_images(pages, site: Path, name: str):
+    page = pages(name)
     figures = 0
     for src in page.images:
         assert src, f"{name}: <img> without src"
@@ -200,12 +204,12 @@ def test_images_exist_and_are_images(pages: dict[str, PageParser], site: Path, n
 
 
 @pytest.mark.parametrize("name", DOCNAMES)
-def test_colab_badge_and_binder_link(pages: dict[str, PageParser], name: str):
+def test_colab_badge_and_binder_link(pages, name: str):
     owner, repo, branch, config = _repository()
     notebook = f"notebooks/{name}.ipynb"
     colab = config["launch_buttons"].get("colab_url", "https://colab.research.google.com")
     expected_colab = f"{colab.rstrip('/')}/github/{owner}/{repo}/blob/{branch}/{notebook}"
-    links = pages[name].links
+    links = pages(name).links
     badges = [href for href, classes in links if "launch-badge-colab" in classes]
     assert badges == [expected_colab], f"{name}: Colab badge {badges}, expected {expected_colab}"
     binderhub = config["launch_buttons"]["binderhub_url"].rstrip("/")
