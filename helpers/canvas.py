@@ -17,11 +17,12 @@ Public API (``N`` patches)::
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm.auto import tqdm
+
+from helpers.labels import _open_slide
 
 __all__ = [
     "patch_grid_indices",
@@ -32,21 +33,6 @@ __all__ = [
 
 #: Level pixels held in memory at once while building a canvas (about 128 MB of RGBA).
 _BAND_PIXELS = 32 * 1024 * 1024
-
-
-def _as_slide(slide):
-    """``(openslide.OpenSlide, opened_here)`` for a path or an open slide."""
-    import openslide
-
-    if isinstance(slide, openslide.AbstractSlide):
-        return slide, False
-    path = Path(slide)
-    if not path.is_file():
-        raise FileNotFoundError(f"slide not found: {path}")
-    try:
-        return openslide.OpenSlide(str(path)), True
-    except (openslide.OpenSlideError, OSError) as exc:
-        raise ValueError(f"cannot read slide {path}: {exc}") from exc
 
 
 def _check(coords: np.ndarray, patch_size_level0: int, cell_size: int | None = None) -> np.ndarray:
@@ -216,7 +202,7 @@ def slide_canvas(
     rows, cols = patch_grid_indices(coords, p)
     if len(coords) == 0:  # what patches_to_canvas returns for an empty bag
         return np.full((cs, cs, 3), 255, dtype=np.uint8), rows, cols
-    slide, opened = _as_slide(slide)
+    slide, opened = _open_slide(slide, "slide")
     tiff = None
     try:
         if level is None:
@@ -298,7 +284,7 @@ def slide_canvas_per_patch(
 
     coords = _check(coords, patch_size_level0, cell_size)
     p, cs = int(patch_size_level0), int(cell_size)
-    slide, opened = _as_slide(slide)
+    slide, opened = _open_slide(slide, "slide")
     try:
         patches = []
         for x, y in tqdm(coords, desc="reading patches", disable=not progress):
@@ -362,7 +348,7 @@ def overlay_on_thumbnail(
         if level0_size is None:
             raise ValueError("level0_size=(width, height) is needed with a thumbnail array.")
     else:
-        slide, opened = _as_slide(slide_or_thumbnail)
+        slide, opened = _open_slide(slide_or_thumbnail, "slide")
         try:
             level0_size = level0_size or slide.dimensions
             thumb = np.asarray(slide.get_thumbnail((max_size, max_size)).convert("RGB"))

@@ -204,8 +204,23 @@ def _rasterise(shape: tuple[int, int], polygons: list[np.ndarray], scale: float)
     return img
 
 
-def _write_pyramid(path: Path, levels: list[np.ndarray], description: str | None, **kw) -> None:
-    """One tiled page per pyramid level (openslide ignores SubIFDs), written atomically."""
+def pyramid_levels(image: np.ndarray, n_levels: int, interpolation: int) -> list[np.ndarray]:
+    """``image`` and its successive halvings: ``n_levels`` arrays, downsamples 1, 2, 4, ..."""
+    levels = [image]
+    while len(levels) < n_levels:
+        prev = levels[-1]
+        size = (prev.shape[1] // 2, prev.shape[0] // 2)
+        levels.append(cv2.resize(prev, size, interpolation=interpolation))
+    return levels
+
+
+def write_pyramid(path: Path, levels: list[np.ndarray], description: str | None, **kw) -> None:
+    """One 256-px-tiled page per pyramid level, written atomically.
+
+    openslide sees the pages as levels only as separate pages marked as reduced images
+    (``subfiletype=1``); it ignores SubIFDs. ``kw`` goes to ``tifffile.TiffWriter.write``
+    (``photometric``, ``compression``, ...).
+    """
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tif:
         for i, img in enumerate(levels):
             tif.write(
@@ -218,7 +233,8 @@ def _write_pyramid(path: Path, levels: list[np.ndarray], description: str | None
             )
 
 
-def _aperio_description(width: int, height: int) -> str:
+def aperio_description(width: int, height: int) -> str:
+    """The ImageDescription that makes openslide read a TIFF as Aperio: 40x, 0.25 um/px."""
     return (
         f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] "
         f"(256x256) JPEG/RGB Q=80|AppMag = {LEVEL0_MAG}|MPP = {MPP}"
@@ -273,40 +289,26 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     painted = synth.paint_section(rng, tissue, tumor, stain)
 
     # slide pyramid: level 2 (ds 4) is the painting itself
-    levels = [
+    top = [
         cv2.resize(painted, (width, height), interpolation=cv2.INTER_LINEAR),
         cv2.resize(painted, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR),
-        painted,
     ]
-    while len(levels) < N_LEVELS:
-        prev = levels[-1]
-        levels.append(
-            cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_AREA)
-        )
-    _write_pyramid(
+    write_pyramid(
         paths.wsi(spec.name),
-        levels,
-        _aperio_description(width, height),
+        top + pyramid_levels(painted, N_LEVELS - 2, cv2.INTER_AREA),
+        aperio_description(width, height),
         photometric="rgb",
         compression="jpeg",
         compressionargs={"level": 80},
     )
-    del levels
+    del top
 
-    # mask pyramid: tissue from the painting, tumour rasterised from the same polygons at level 0
+    # mask pyramid: tissue from the painting, tumour rasterised from the outline at level 0
     mask0 = cv2.resize(tissue.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
     mask0[_rasterise((height, width), polygons, 1.0).astype(bool)] = 2
-    mlevels = [mask0]
-    while len(mlevels) < N_LEVELS:
-        prev = mlevels[-1]
-        mlevels.append(
-            cv2.resize(
-                prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_NEAREST
-            )
-        )
-    _write_pyramid(
+    write_pyramid(
         paths.mask(spec.name),
-        mlevels,
+        pyramid_levels(mask0, N_LEVELS, cv2.INTER_NEAREST),
         None,
         photometric="minisblack",
         compression="zlib",

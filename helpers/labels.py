@@ -228,13 +228,7 @@ def tumor_fraction_from_mask(
     coords = _check_coords(coords)
     slide, opened = _open_slide(mask, "mask")
     try:
-        if level0_size is not None and tuple(slide.dimensions) != tuple(level0_size):
-            raise LabelInputError(
-                f"mask {mask if isinstance(mask, (str, os.PathLike)) else ''} is "
-                f"{slide.dimensions[0]}x"
-                f"{slide.dimensions[1]} at level 0 but the slide is {level0_size[0]}x"
-                f"{level0_size[1]}: is it the mask of another slide?"
-            )
+        _check_mask_size(slide, level0_size, mask)
         if len(coords) == 0:
             return np.zeros(0, dtype=np.float64)
         if level is None:
@@ -578,17 +572,23 @@ def _level0_size(attrs: dict) -> tuple[int, int] | None:
     return None
 
 
+def _check_mask_size(slide, level0_size, mask) -> None:
+    """The mask's level 0 must be the slide's (``level0_width/height`` of the coords file)."""
+    if level0_size is not None and tuple(slide.dimensions) != tuple(level0_size):
+        name = mask if isinstance(mask, (str, os.PathLike)) else "(open slide)"
+        raise LabelInputError(
+            f"mask {name} is {slide.dimensions[0]}x{slide.dimensions[1]} at level 0 but the "
+            f"slide is {level0_size[0]}x{level0_size[1]} (level0_width/height of the coords "
+            "file): is it the mask of another slide?"
+        )
+
+
 def _check_tumor_source(mask_path, xml_path, level0_size) -> None:
     """Open the mask (and compare its size with the slide's) or parse the XML, reading no pixels."""
     if mask_path is not None:
         slide, _ = _open_slide(mask_path, "mask")
         try:
-            if level0_size is not None and tuple(slide.dimensions) != tuple(level0_size):
-                raise LabelInputError(
-                    f"mask {mask_path} is {slide.dimensions[0]}x{slide.dimensions[1]} at level 0 "
-                    f"but the slide is {level0_size[0]}x{level0_size[1]} (level0_width/height "
-                    "of the coords file): is it the mask of another slide?"
-                )
+            _check_mask_size(slide, level0_size, mask_path)
         finally:
             slide.close()
     if xml_path is not None:

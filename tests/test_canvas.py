@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -12,10 +11,10 @@ import numpy as np
 import openslide
 import pandas as pd
 import pytest
-import tifffile
 from torchmil.visualize import draw_heatmap_wsi
 
 from helpers import canvas as C
+from helpers.demo import aperio_description, pyramid_levels, write_pyramid
 
 P = 1024
 MAX_MEAN_DIFF = 8.0  # of 255, mean absolute pixel difference with the per-patch canvas
@@ -24,25 +23,8 @@ MAX_MEAN_DIFF = 8.0  # of 255, mean absolute pixel difference with the per-patch
 def write_slide(path: Path, rgb0: np.ndarray, n_levels: int = 6) -> Path:
     """A tiled JPEG pyramid, one page per level, with an Aperio description (openslide: aperio)."""
     h, w = rgb0.shape[:2]
-    desc = (
-        f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=80"
-        "|AppMag = 40|MPP = 0.25"
-    )
-    with tifffile.TiffWriter(path) as tif:
-        level = rgb0
-        for i in range(n_levels):
-            tif.write(
-                level,
-                tile=(256, 256),
-                photometric="rgb",
-                compression="jpeg",
-                description=desc if i == 0 else None,
-                subfiletype=0 if i == 0 else 1,
-                metadata=None,
-            )
-            level = cv2.resize(
-                level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA
-            )
+    levels = pyramid_levels(rgb0, n_levels, cv2.INTER_AREA)
+    write_pyramid(path, levels, aperio_description(w, h), photometric="rgb", compression="jpeg")
     return path
 
 
@@ -193,21 +175,9 @@ def test_overlay_on_thumbnail(slide_path, coords):
 # the demo cohort
 
 
-@pytest.fixture(scope="module")
-def demo(request) -> Path:
-    """The demo cohort: the project's ``demo_dir`` fixture, else made (or found) by helpers.demo."""
-    try:
-        return Path(request.getfixturevalue("demo_dir"))
-    except pytest.FixtureLookupError:
-        from helpers.demo import ensure_cohort
-
-        root = os.environ.get("MIL_BOOK_DEMO_DIR") or Path(__file__).parents[1] / "data" / "demo"
-        return Path(ensure_cohort(root, quiet=True))
-
-
-def test_demo_canvas_matches_the_per_patch_way(demo):
-    trident = demo / "trident_processed" / "20x_512px_0px_overlap"
-    table = pd.read_csv(demo / "wsi_labels.csv")
+def test_demo_canvas_matches_the_per_patch_way(demo_dir):
+    trident = demo_dir / "trident_processed" / "20x_512px_0px_overlap"
+    table = pd.read_csv(demo_dir / "wsi_labels.csv")
     names = [
         *table["wsi_name"][table["wsi_label"] == 1][:2],
         *table["wsi_name"][table["wsi_label"] == 0][:1],
@@ -216,7 +186,7 @@ def test_demo_canvas_matches_the_per_patch_way(demo):
         with h5py.File(trident / "patches" / f"{name}_patches.h5") as f:
             coords = f["coords"][:]
             p = int(f["coords"].attrs["patch_size_level0"])
-        with openslide.OpenSlide(str(demo / "wsis" / f"{name}.tif")) as slide:
+        with openslide.OpenSlide(str(demo_dir / "wsis" / f"{name}.tif")) as slide:
             fast, rows, cols = C.slide_canvas(slide, coords, p, cell_size=50)
             slow, rows_ref, cols_ref = C.slide_canvas_per_patch(slide, coords, p, cell_size=50)
         assert fast.shape == slow.shape, name

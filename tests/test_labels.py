@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -10,9 +9,9 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 
 from helpers import labels as L
+from helpers.demo import pyramid_levels, write_pyramid
 
 P = 1024  # patch_size_level0
 TOL = 0.02  # labels must agree wherever the fraction is farther than this from the threshold
@@ -24,20 +23,8 @@ TOL = 0.02  # labels must agree wherever the fraction is farther than this from 
 
 def write_mask(path: Path, mask0: np.ndarray, n_levels: int = 6) -> Path:
     """A tiled pyramidal single-channel TIFF (one page per level) that openslide opens."""
-    with tifffile.TiffWriter(path) as tif:
-        level = mask0
-        for i in range(n_levels):
-            tif.write(
-                level,
-                tile=(256, 256),
-                photometric="minisblack",
-                compression="zlib",
-                subfiletype=0 if i == 0 else 1,
-                metadata=None,
-            )
-            level = cv2.resize(
-                level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_NEAREST
-            )
+    levels = pyramid_levels(mask0, n_levels, cv2.INTER_NEAREST)
+    write_pyramid(path, levels, None, photometric="minisblack", compression="zlib")
     return path
 
 
@@ -442,31 +429,19 @@ def test_cli_reports_errors(cohort, tmp_path, capsys):
 # the demo cohort
 
 
-@pytest.fixture(scope="module")
-def demo(request) -> Path:
-    """The demo cohort: the project's ``demo_dir`` fixture, else made (or found) by helpers.demo."""
-    try:
-        return Path(request.getfixturevalue("demo_dir"))
-    except pytest.FixtureLookupError:
-        from helpers.demo import ensure_cohort
-
-        root = os.environ.get("MIL_BOOK_DEMO_DIR") or Path(__file__).parents[1] / "data" / "demo"
-        return Path(ensure_cohort(root, quiet=True))
-
-
-def test_demo_labels_match_per_patch_level0_reference(demo):
-    trident = demo / "trident_processed" / "20x_512px_0px_overlap"
-    table = pd.read_csv(demo / "wsi_labels.csv")
+def test_demo_labels_match_per_patch_level0_reference(demo_dir):
+    trident = demo_dir / "trident_processed" / "20x_512px_0px_overlap"
+    table = pd.read_csv(demo_dir / "wsi_labels.csv")
     tumor_names = table.loc[table["wsi_label"] == 1, "wsi_name"].tolist()
     assert len(tumor_names) >= 5
     fast_all, xml_all, ref_all = [], [], []
     for name in tumor_names:
         coords, attrs = L.read_coords(trident / "patches" / f"{name}_patches.h5", P)
         size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
-        mask = demo / "masks" / f"{name}_mask.tif"
+        mask = demo_dir / "masks" / f"{name}_mask.tif"
         ref = L.tumor_fraction_per_patch(mask, coords, P)
         fast = L.tumor_fraction_from_mask(mask, coords, P, level0_size=size)
-        xml = L.tumor_fraction_from_xml(demo / "annotations" / f"{name}.xml", coords, P, size)
+        xml = L.tumor_fraction_from_xml(demo_dir / "annotations" / f"{name}.xml", coords, P, size)
         with h5py.File(trident / "patch_labels" / f"{name}.h5") as f:
             stored = f["patch_labels"][:]
         assert len(stored) == len(coords)
