@@ -389,7 +389,9 @@ def froc(
     )
 
 
-def froc_from_predictions(preds, scores: str = "raw", fp_rates: Sequence[float] = FP_RATES):
+def froc_from_predictions(
+    preds, scores: str = "raw", fp_rates: Sequence[float] = FP_RATES
+) -> FROCResult:
     """FROC of a :class:`helpers.evaluation.Predictions` (all its slides, normal ones included).
 
     Args:
