@@ -53,7 +53,7 @@ def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> Tri
             f"{len(missing)} slide(s) of {csv_path} have no features in {cfg.features_dir}: "
             f"{missing[:5]}"
         )
-    return TridentWSIDataset(
+    dataset = TridentWSIDataset(
         base_path=cfg.base_path,
         labels_path=str(csv_path),
         feature_extractor=cfg.encoder,
@@ -65,6 +65,10 @@ def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> Tri
         wsi_name_col="wsi_name",
         wsi_label_col="wsi_label",
     )
+    # torchmil builds ``adj`` in float64; the models compute in float32
+    for bag in dataset.loaded_bags.values():
+        bag["adj"] = bag["adj"].float()
+    return dataset
 
 
 def load_splits(

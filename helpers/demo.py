@@ -42,7 +42,7 @@ import tifffile
 from tqdm.auto import tqdm
 
 from helpers import synth
-from helpers.fileio import atomic_path
+from helpers.fileio import atomic_path, file_lock
 
 COHORT_VERSION = 2
 ENCODER_NAME = "demo_stats"
@@ -435,12 +435,22 @@ def make_cohort(
 
     ``sizes`` = ((normal, tumour) slides in train, in test); the default is the book's cohort.
     """
-    from helpers.labels import label_folder
-
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise CohortError(f"seed must be a whole number, not {seed!r}")
     root = Path(out).expanduser().resolve()
-    state = _check_out_dir(root, int(seed), sizes, force)
+    _check_out_dir(root, int(seed), sizes, force)  # bad --out fails here, before anything
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # two notebooks starting at once on a fresh machine: the second waits, then finds it done
+    with file_lock(root.parent / f".{root.name}.lock"):
+        return _make_cohort(root, int(seed), force, workers, quiet, sizes)
+
+
+def _make_cohort(
+    root: Path, seed: int, force: bool, workers: int | None, quiet: bool, sizes: tuple
+) -> Path:
+    from helpers.labels import label_folder
+
+    state = _check_out_dir(root, seed, sizes, force)
     specs = plan_cohort(int(seed), sizes)
     stamp = {"seed": int(seed), "version": COHORT_VERSION, "sizes": [list(x) for x in sizes]}
     paths = CohortPaths(root)

@@ -191,6 +191,9 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist; check the MIL_BOOK_* variables.")
     seed_everything(seed)
+    if get_device().type == "cpu":
+        # MIL models are small: on a CPU one thread beats several (no thread hand-offs)
+        torch.set_num_threads(1)
     if verbose:
         print(
             f"data: {cfg.source} ({cfg.trident_dir}), encoder: {cfg.encoder}, "

@@ -274,3 +274,21 @@ def test_demo_features_match_a_fresh_run(tmp_path, demo_dir):
         with h5py.File(demo.CohortPaths(demo_dir).features(spec.name), "r") as b:
             assert a["features"][:].tobytes() == b["features"][:].tobytes()
             assert np.array_equal(a["coords"][:], b["coords"][:])
+
+
+def test_two_processes_making_the_same_cohort(tmp_path):
+    """Two notebooks starting at once on a fresh machine: one builds, the other waits."""
+    out = tmp_path / "shared"
+    code = (
+        "from helpers.demo import make_cohort; "
+        f"make_cohort({str(out)!r}, seed=3, sizes=((1, 0), (0, 1)), workers=1, quiet=True)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert (out / demo.MANIFEST).exists() and not (out / demo.IN_PROGRESS).exists()
+    assert len(demo.cohort_summary(out)) == 2
