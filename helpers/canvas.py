@@ -20,7 +20,7 @@ import math
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.labels import _open_slide
 

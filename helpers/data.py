@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -53,7 +55,17 @@ def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> Tri
             f"{len(missing)} slide(s) of {csv_path} have no features in {cfg.features_dir}: "
             f"{missing[:5]}"
         )
-    dataset = TridentWSIDataset(
+    with warnings.catch_warnings():  # torch's note on sparse checks, once per bag
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        dataset = _trident_dataset(cfg, csv_path, names)
+    # torchmil builds ``adj`` in float64; the models compute in float32
+    for bag in dataset.loaded_bags.values():
+        bag["adj"] = bag["adj"].float()
+    return dataset
+
+
+def _trident_dataset(cfg: Settings, csv_path, names: list[str]) -> TridentWSIDataset:
+    return TridentWSIDataset(
         base_path=cfg.base_path,
         labels_path=str(csv_path),
         feature_extractor=cfg.encoder,
@@ -65,10 +77,6 @@ def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> Tri
         wsi_name_col="wsi_name",
         wsi_label_col="wsi_label",
     )
-    # torchmil builds ``adj`` in float64; the models compute in float32
-    for bag in dataset.loaded_bags.values():
-        bag["adj"] = bag["adj"].float()
-    return dataset
 
 
 def load_splits(

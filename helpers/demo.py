@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import tifffile
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers import synth
 from helpers.fileio import atomic_path, file_lock

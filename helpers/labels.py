@@ -45,7 +45,7 @@ import cv2
 import h5py
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.fileio import atomic_path
 

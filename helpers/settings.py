@@ -88,6 +88,9 @@ class Settings:
     def features_path(self, name: str) -> Path:
         return self.features_dir / f"{name}.h5"
 
+    def patch_labels_path(self, name: str) -> Path:
+        return self.patch_labels_dir / f"{name}.h5"
+
     def wsi_path(self, name: str) -> Path:
         """The slide file of ``name`` (any common WSI extension)."""
         for ext in WSI_EXTENSIONS:

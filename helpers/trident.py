@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import openslide
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.fileio import atomic_path
 from helpers.labels import read_coords  # noqa: F401  (one reader of coords files)
