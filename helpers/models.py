@@ -7,8 +7,10 @@ Both follow torchmil's model interface, so ``torchmil.utils.Trainer`` trains the
 - ``predict(X, mask=None, return_inst_pred=True)`` -> ``(logits, instance scores)`` with
   instance scores of shape ``(batch_size, bag_size)``.
 
-``ABMIL`` uses the same parameter names as ``torchmil.models.ABMIL``, so a state dict moves
-between the two unchanged (chapter 4 checks that they give the same outputs).
+``ABMIL`` has the same layers, in the same places, as ``torchmil.models.ABMIL``. torchmil
+wraps two of them (``pool.fc1`` and ``classifier``) in its ``LazyLinear``, which adds
+``.module`` to their parameter names; :func:`to_torchmil_state_dict` does that renaming, so a
+state dict moves between the two (chapter 4 checks that they then give the same outputs).
 """
 
 from __future__ import annotations
@@ -29,6 +31,25 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
     if mask is not None:
         scores = scores.masked_fill(mask == 0, float("-inf"))
     return torch.softmax(scores, dim=1)
+
+
+# torchmil.models.ABMIL's LazyLinear layers keep their nn.Linear in a ``module`` attribute.
+_TORCHMIL_LAZY = ("pool.fc1.", "pool.fc_gated.", "classifier.")
+
+
+def to_torchmil_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an :class:`ABMIL` state dict for ``torchmil.models.ABMIL`` (``.module`` added).
+
+    ``pool.fc1.weight`` -> ``pool.fc1.module.weight``, ``classifier.bias`` ->
+    ``classifier.module.bias``; the other keys are kept. The tensors are not copied.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        prefix = next((p for p in _TORCHMIL_LAZY if key.startswith(p)), None)
+        if prefix is not None and not key.startswith(prefix + "module."):
+            key = f"{prefix}module.{key[len(prefix) :]}"
+        out[key] = value
+    return out
 
 
 class AttentionPool(nn.Module):
