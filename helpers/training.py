@@ -1,17 +1,25 @@
 """Training with ``torchmil.utils.Trainer``, done right, and a small cache of trained weights.
 
-``Trainer`` is generic but has three habits to know (formats.md): it feeds raw logits to
-the metrics, it builds its default metric on the CPU, and it validates in train mode with
-gradients on. :func:`binary_metrics` wraps each metric so it sees probabilities and lives
-on the training device; our models have no dropout or batch norm, so train mode and eval
-mode compute the same validation outputs. The best validation model (lowest validation
-loss) is restored at the end.
+``Trainer`` is generic but has three habits to know (formats.md):
+
+- it feeds the model's raw logits to the metrics: :func:`binary_metrics` wraps each metric so
+  that it sees probabilities;
+- it builds its default metric on the CPU, which fails on a GPU: :func:`binary_metrics`
+  puts the metrics on the training device;
+- it runs validation in train mode, with gradients on: :func:`train_model` uses a subclass
+  that validates in eval mode under ``torch.no_grad()`` (this matters for models with
+  dropout or batch norm; ours have neither, so their numbers do not change).
+
+The best validation model (lowest validation loss) is restored at the end.
+:func:`trained_abmil` is the ABMIL of chapter 4, trained once and then loaded from the
+cache by the chapters that use it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +30,8 @@ import torchmetrics
 from torchmetrics.wrappers import LambdaInputTransformer
 from torchmil.utils import Trainer
 
+from helpers.data import load_splits, make_loader
+from helpers.models import ABMIL
 from helpers.settings import Settings, get_device, seed_everything
 
 
@@ -38,6 +48,23 @@ def binary_metrics(device: torch.device | str) -> dict[str, torchmetrics.Metric]
         ).to(device)
         for name, m in metrics.items()
     }
+
+
+class _EvalTrainer(Trainer):
+    """``Trainer`` whose validation and test loops run in eval mode without gradients."""
+
+    def _shared_loop(self, dataloader, epoch: int = 0, mode: str = "train") -> dict[str, float]:
+        if mode == "train":
+            return super()._shared_loop(dataloader, epoch=epoch, mode=mode)
+        # Trainer._shared_loop calls self.model.train() first: make that call set eval mode.
+        wrapper = self.model
+        wrapper.train = lambda mode=True: torch.nn.Module.train(wrapper, False)
+        try:
+            with torch.no_grad():
+                return super()._shared_loop(dataloader, epoch=epoch, mode=mode)
+        finally:
+            del wrapper.train
+            wrapper.train(True)
 
 
 class _History:
@@ -70,6 +97,9 @@ def train_model(
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train ``model`` with ``torchmil.utils.Trainer`` (Adam); keep the best validation weights.
 
+    Validation runs in eval mode without gradients (see the module docstring); the best
+    epoch is the one with the lowest validation loss.
+
     Returns ``(model, history)``: the model (best weights loaded, in eval mode, on ``device``)
     and one row of train/val loss and metrics per epoch, plus ``seconds`` per epoch.
     """
@@ -78,7 +108,7 @@ def train_model(
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = _History()
-    trainer = Trainer(
+    trainer = _EvalTrainer(
         model=model,
         optimizer=optimizer,
         metrics_dict=binary_metrics(device),
@@ -114,17 +144,28 @@ def train_or_load(
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Load ``name`` trained with these settings if an earlier chapter saved it, else train it.
 
-    The cache key covers the data (encoder, slide names), the model's architecture and the
-    training settings, so a change in any of them trains afresh.
+    ``make_model`` is called after seeding with ``train_kwargs["seed"]`` (default 0), so the
+    initial weights do not depend on what ran before. The cache key covers the data
+    (encoder, slide names), the training loader (batch size, shuffling and its seed), the
+    model's architecture and the training settings, so a change in any of them trains
+    afresh; ``retrain=True`` always trains. Returns ``(model, history)`` as
+    :func:`train_model` does (a loaded model keeps the history of the run that trained it).
     """
     device = torch.device(device) if device is not None else get_device()
+    seed_everything(train_kwargs.get("seed", 0))
     model = make_model()
+    generator = getattr(train_loader, "generator", None)
     key = json.dumps(
         {
             "name": name,
             "data": [cfg.source, str(cfg.trident_dir), cfg.encoder],
             "train": list(train_loader.dataset.get_bag_names()),
             "val": list(val_loader.dataset.get_bag_names()),
+            "loader": [
+                train_loader.batch_size,
+                type(train_loader.sampler).__name__,
+                generator.initial_seed() if generator is not None else None,
+            ],
             "model": repr(model),
             "kwargs": sorted((k, repr(v)) for k, v in train_kwargs.items()),
         },
@@ -138,8 +179,43 @@ def train_or_load(
         return model.to(device).eval(), pd.DataFrame(saved["history"])
     model, history = train_model(model, train_loader, val_loader, device=device, **train_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
+    tmp = path.with_suffix(f".{os.getpid()}.partial")  # concurrent runs never share a file
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "history": history.to_dict("list")}, tmp)
     tmp.replace(path)
     return model, history
+
+
+# The ABMIL of chapters 4 to 6: one place for its settings, so every chapter gets the same
+# model (trained by the first chapter that asks for it, loaded by the others).
+ABMIL_SETTINGS = {"att_dim": 128, "hidden_dim": 64}
+TRAIN_SETTINGS = {"epochs": 100, "lr": 1e-3, "weight_decay": 1e-4, "seed": 0}
+BATCH_SIZE = 1
+
+
+def trained_abmil(
+    cfg: Settings, splits=None, device: torch.device | str | None = None
+) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """Chapter 4's ABMIL (``helpers.models.ABMIL``), trained or loaded with :func:`train_or_load`.
+
+    Arguments:
+        cfg: the settings of ``helpers.settings.setup()``.
+        splits: ``(train, val, test)`` from ``helpers.data.load_splits(cfg)`` (loaded when
+            ``None``); only ``train`` and ``val`` are used.
+        device: where the model goes (default ``get_device()``).
+
+    Returns ``(model, history)``, the model in eval mode on ``device``. The settings are
+    :data:`ABMIL_SETTINGS`, :data:`TRAIN_SETTINGS` and :data:`BATCH_SIZE`; the name is
+    ``"abmil"``.
+    """
+    train, val, _ = splits if splits is not None else load_splits(cfg)
+    in_dim = int(train[0]["X"].shape[-1])
+    return train_or_load(
+        cfg,
+        "abmil",
+        lambda: ABMIL(in_dim, **ABMIL_SETTINGS),
+        make_loader(train, BATCH_SIZE, shuffle=True, seed=TRAIN_SETTINGS["seed"]),
+        make_loader(val, batch_size=1),
+        device=device,
+        **TRAIN_SETTINGS,
+    )
