@@ -93,6 +93,8 @@ def patch_auroc(preds: Predictions, positive_bags_only: bool = True) -> float:
             continue
         scores.append(minmax(s))
         labels.append(yi)
+    if not labels:
+        raise ValueError("patch AUROC needs at least one tumour bag (none in these predictions)")
     labels_all = np.concatenate(labels)
     if len(np.unique(labels_all)) < 2:
         raise ValueError("patch AUROC needs both tumour and normal patches")
