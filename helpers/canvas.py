@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.labels import _open_slide
+from helpers.trident import to_rgb
 
 __all__ = [
     "patch_grid_indices",
@@ -76,8 +77,8 @@ def _choose_level(downsamples, target: float) -> int:
 
 
 def _rgb(region) -> np.ndarray:
-    """openslide RGBA -> RGB, as the per-patch way does (``[..., :3]``)."""
-    return np.ascontiguousarray(np.asarray(region)[..., :3])
+    """openslide RGBA -> RGB; beyond the slide's edge (transparent) is white, like glass."""
+    return to_rgb(np.asarray(region))
 
 
 class _TiffLevel:
@@ -134,8 +135,8 @@ class _TiffLevel:
         return ours.shape == ref.shape and np.abs(ours.astype(int) - ref).mean() < 2
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """RGB ``(h, w, 3)`` of the window at level pixel ``(x, y)``; black beyond the page."""
-        out = np.zeros((h, w, 3), dtype=np.uint8)
+        """RGB ``(h, w, 3)`` of the window at level pixel ``(x, y)``; white beyond the page."""
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
         x0, y0 = max(x, 0), max(y, 0)
         x1, y1 = min(x + w, self.width), min(y + h, self.height)
         if x1 <= x0 or y1 <= y0:

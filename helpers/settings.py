@@ -13,8 +13,10 @@ variables before starting Jupyter (or before the first cell runs)::
     MIL_BOOK_TRAIN_CSV=/path/to/train.csv                # wsi_name,wsi_label
     MIL_BOOK_TEST_CSV=/path/to/test.csv
 
-Optional for both: ``MIL_BOOK_PATCH_DIR`` (default ``20x_512px_0px_overlap``) and
-``MIL_BOOK_DEMO_DIR`` (where the demo cohort lives, default ``<repo>/data/demo``).
+Optional for both: ``MIL_BOOK_PATCH_DIR`` (default ``20x_512px_0px_overlap``),
+``MIL_BOOK_DEMO_DIR`` (where the demo cohort lives, default ``<repo>/data/demo``) and
+``MIL_BOOK_MODELS_DIR`` (where trained weights are cached; default: beside the data, or
+``~/.cache/mil-book/models`` when that folder is read-only).
 """
 
 from __future__ import annotations

@@ -128,8 +128,14 @@ def train_model(
 
 
 def cache_dir(cfg: Settings) -> Path:
-    """Where trained weights are kept: next to the data (``<job_dir>/../models``)."""
-    return cfg.job_dir.parent / "models"
+    """Where trained weights are kept: ``MIL_BOOK_MODELS_DIR`` if set, else next to the data
+    (``<job_dir>/../models``), else (a read-only data folder) ``~/.cache/mil-book/models``."""
+    if os.environ.get("MIL_BOOK_MODELS_DIR"):
+        return Path(os.environ["MIL_BOOK_MODELS_DIR"]).expanduser()
+    beside = cfg.job_dir.parent / "models"
+    if os.access(beside if beside.exists() else cfg.job_dir.parent, os.W_OK):
+        return beside
+    return Path.home() / ".cache" / "mil-book" / "models"
 
 
 def train_or_load(
