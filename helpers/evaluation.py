@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn import metrics as skm
+from torchmil.models import MILModelWrapper
 
 from helpers.data import make_loader
 
@@ -40,15 +41,18 @@ def predict(
 ) -> Predictions:
     """Run ``model.predict`` on every bag of ``dataset`` in eval mode, without gradients.
 
+    The call goes through torchmil's ``MILModelWrapper``, which passes the batch entries a
+    model's ``predict`` names (``X``, ``mask``, ``adj``, ...), so any torchmil model works.
     Bags go one at a time, so no padding reaches the instance scores; everything is moved
     back to the CPU as NumPy arrays.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
+    wrapped = MILModelWrapper(model)
     out = Predictions(list(dataset.get_bag_names()), [], [], [], [], [], [])
     for batch in make_loader(dataset, batch_size=1):
         batch = batch.to(device)
-        logits, inst = model.predict(batch["X"], batch["mask"], return_inst_pred=True)
+        logits, inst = wrapped.predict(batch, return_inst_pred=True)
         real = batch["mask"][0].bool()
         scores = inst[0][real].float()
         out.y.append(int(batch["Y"][0]))
