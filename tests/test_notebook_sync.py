@@ -12,6 +12,7 @@ from pathlib import Path
 import jupytext
 import pytest
 import yaml
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -33,24 +34,11 @@ def _config() -> dict:
     return yaml.safe_load((BOOK / "_config.yml").read_text())
 
 
-def _toc_files(entries: list[dict]) -> list[str]:
-    files = []
-    for entry in entries:
-        if "file" in entry:
-            files.append(entry["file"])
-        files += _toc_files(entry.get("sections", []))
-        for part in entry.get("parts", []):
-            files += _toc_files(part.get("chapters", []))
-    return files
-
-
 def toc_files() -> list[str]:
+    """Every page of book/_toc.yml, in order, as Jupyter Book's own toc parser reads it."""
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
     assert toc.get("format") == "jb-book", "book/_toc.yml must use the jb-book format"
-    files = [toc["root"]] + _toc_files(toc.get("chapters", []))
-    for part in toc.get("parts", []):
-        files += _toc_files(part.get("chapters", []))
-    return files
+    return list(parse_toc_yaml(BOOK / "_toc.yml").keys())
 
 
 def _cells(nb) -> list[tuple[str, str, dict]]:

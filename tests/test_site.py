@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 import yaml
 from PIL import Image
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 pytestmark = pytest.mark.site
 
@@ -33,24 +34,7 @@ FIGURE_DIR = "_images/"
 ERROR_CLASSES = {"traceback", "error"}  # MyST-NB classes of error outputs
 
 
-def _toc_docnames() -> list[str]:
-    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-
-    def walk(entries: list[dict]) -> list[str]:
-        out = []
-        for entry in entries:
-            if "file" in entry:
-                out.append(entry["file"])
-            out += walk(entry.get("sections", []))
-        return out
-
-    names = [toc["root"]] + walk(toc.get("chapters", []))
-    for part in toc.get("parts", []):
-        names += walk(part.get("chapters", []))
-    return names
-
-
-DOCNAMES = _toc_docnames()
+DOCNAMES = list(parse_toc_yaml(BOOK / "_toc.yml").keys())  # every page, in toc order
 
 
 def _repository() -> tuple[str, str, str, dict]:
