@@ -50,7 +50,9 @@ def canvas_per_patch(slide, coords, patch_size, resize_size):
     patches_list, row_list, column_list = [], [], []
     for x, y in coords:
         patch_pil = slide.read_region((int(x), int(y)), 0, (patch_size, patch_size))
-        patch = np.array(patch_pil)[:, :, :3]
+        rgba = np.array(patch_pil)
+        patch = rgba[:, :, :3]
+        patch[rgba[:, :, 3] == 0] = 255  # beyond the slide's edge: white, as helpers.canvas
         patch = cv2.resize(patch, (resize_size, resize_size))
         patches_list.append(patch)
         row_list.append(int(y / patch_size))
