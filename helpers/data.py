@@ -57,26 +57,22 @@ def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> Tri
         )
     with warnings.catch_warnings():  # torch's note on sparse checks, once per bag
         warnings.filterwarnings("ignore", message="Sparse invariant checks")
-        dataset = _trident_dataset(cfg, csv_path, names)
+        dataset = TridentWSIDataset(
+            base_path=cfg.base_path,
+            labels_path=str(csv_path),
+            feature_extractor=cfg.encoder,
+            patch_labels_path=str(cfg.patch_labels_dir) + "/",
+            wsi_names=names,
+            bag_keys=BAG_KEYS,
+            patch_size=patch_size_level0(cfg, names[0]),
+            load_at_init=True,
+            wsi_name_col="wsi_name",
+            wsi_label_col="wsi_label",
+        )
     # torchmil builds ``adj`` in float64; the models compute in float32
     for bag in dataset.loaded_bags.values():
         bag["adj"] = bag["adj"].float()
     return dataset
-
-
-def _trident_dataset(cfg: Settings, csv_path, names: list[str]) -> TridentWSIDataset:
-    return TridentWSIDataset(
-        base_path=cfg.base_path,
-        labels_path=str(csv_path),
-        feature_extractor=cfg.encoder,
-        patch_labels_path=str(cfg.patch_labels_dir) + "/",
-        wsi_names=names,
-        bag_keys=BAG_KEYS,
-        patch_size=patch_size_level0(cfg, names[0]),
-        load_at_init=True,
-        wsi_name_col="wsi_name",
-        wsi_label_col="wsi_label",
-    )
 
 
 def load_splits(

@@ -90,7 +90,7 @@ def _check_coords(coords, n: int | None = None, where: str = "") -> np.ndarray:
             f"got dtype {arr.dtype} with non-integer values."
         )
     if len(arr):
-        keys = _keys(arr)
+        keys, _ = _keys(arr)
         if len(np.unique(keys)) != len(arr):
             raise ValueError(f"coords{where} has duplicate grid cells; each patch needs its own.")
         steps = np.concatenate([np.diff(np.unique(arr[:, 0])), np.diff(np.unique(arr[:, 1]))])
@@ -132,11 +132,12 @@ def _check_labels(y_inst, n: int, where: str = "") -> np.ndarray:
 # ----------------------------------------------------------------------------- the grid
 
 
-def _keys(coords: np.ndarray) -> np.ndarray:
-    """One int64 per cell, such that cell + offset maps to a distinct key (no wrap-around)."""
+def _keys(coords: np.ndarray) -> tuple[np.ndarray, int]:
+    """One int64 per cell, such that cell + offset maps to a distinct key (no wrap-around),
+    and the key step of one column (``key + dx * height + dy`` is the cell at ``(dx, dy)``)."""
     lo = coords.min(0)
     height = int(coords[:, 1].max() - lo[1]) + 3
-    return (coords[:, 0] - lo[0] + 1) * height + (coords[:, 1] - lo[1] + 1)
+    return (coords[:, 0] - lo[0] + 1) * height + (coords[:, 1] - lo[1] + 1), height
 
 
 def _neighbours(coords: np.ndarray) -> np.ndarray:
@@ -144,11 +145,9 @@ def _neighbours(coords: np.ndarray) -> np.ndarray:
     n = len(coords)
     if n == 0:
         return np.zeros((0, len(_OFFSETS)), dtype=np.int64)
-    keys = _keys(coords)
+    keys, height = _keys(coords)
     order = np.argsort(keys)
     sorted_keys = keys[order]
-    lo = coords.min(0)
-    height = int(coords[:, 1].max() - lo[1]) + 3
     out = np.full((n, len(_OFFSETS)), -1, dtype=np.int64)
     for k, (dx, dy) in enumerate(_OFFSETS):
         target = keys + dx * height + dy

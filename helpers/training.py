@@ -31,6 +31,7 @@ from torchmetrics.wrappers import LambdaInputTransformer
 from torchmil.utils import Trainer
 
 from helpers.data import load_splits, make_loader
+from helpers.fileio import atomic_path
 from helpers.models import ABMIL
 from helpers.settings import Settings, get_device, seed_everything
 
@@ -184,11 +185,9 @@ def train_or_load(
         model.load_state_dict(saved["state_dict"])
         return model.to(device).eval(), pd.DataFrame(saved["history"])
     model, history = train_model(model, train_loader, val_loader, device=device, **train_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.partial")  # concurrent runs never share a file
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "history": history.to_dict("list")}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # per-process temporary file: concurrent runs never clash
+        torch.save({"state_dict": state, "history": history.to_dict("list")}, tmp)
     return model, history
 
 
