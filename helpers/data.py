@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -16,6 +18,7 @@ from helpers.settings import Settings
 from helpers.trident import read_coords
 
 BAG_KEYS = ["X", "Y", "y_inst", "adj", "coords"]
+BAG_KEYS_NO_PATCH_LABELS = ["X", "Y", "adj", "coords"]
 
 
 def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
@@ -28,46 +31,225 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
     else:
         path = cfg.coords_path(name)
     _, attrs = read_coords(path)
-    return int(attrs["patch_size_level0"])
+    if "patch_size_level0" not in attrs:
+        raise ValueError(
+            f"{path} has no 'patch_size_level0' attribute on 'coords' (TRIDENT writes one)."
+        )
+    return int(round(float(attrs["patch_size_level0"])))
 
 
 def read_split(csv_path) -> pd.DataFrame:
-    """A labels CSV (``wsi_name,wsi_label``), checked."""
-    table = pd.read_csv(csv_path)
+    """A labels CSV (``wsi_name,wsi_label``), checked: a ``ValueError`` naming the file for
+    missing columns, no rows, blank names or labels, labels other than 0/1, repeated names.
+
+    The labels come back as ``int``.
+    """
+    try:
+        table = pd.read_csv(csv_path)
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"{csv_path} is empty (expected the header wsi_name,wsi_label).") from exc
     missing = {"wsi_name", "wsi_label"} - set(table.columns)
     if missing:
         raise ValueError(f"{csv_path} lacks the column(s) {sorted(missing)}")
+    if table.empty:
+        raise ValueError(f"{csv_path} has a header but no slides.")
+    blank = table["wsi_name"].isna() | (table["wsi_name"].astype(str).str.strip() == "")
+    if blank.any():
+        rows = (np.flatnonzero(blank) + 2).tolist()  # +2: 1-based, after the header
+        raise ValueError(f"{csv_path}: blank wsi_name on line(s) {rows[:10]}")
+    label = pd.to_numeric(table["wsi_label"], errors="coerce")
+    bad = label.isna() | ~label.isin([0, 1])
+    if bad.any():
+        shown = [
+            f"line {i + 2}: {table['wsi_name'].iloc[i]}={table['wsi_label'].iloc[i]!r}"
+            for i in np.flatnonzero(bad)[:5]
+        ]
+        raise ValueError(
+            f"{csv_path}: wsi_label must be 0 (normal) or 1 (tumour); {int(bad.sum())} row(s) "
+            f"are not: {'; '.join(shown)}"
+        )
+    table = table.assign(wsi_name=table["wsi_name"].astype(str), wsi_label=label.astype(int))
+    repeated = table["wsi_name"][table["wsi_name"].duplicated()].unique().tolist()
+    if repeated:
+        raise ValueError(f"{csv_path}: slide(s) listed more than once: {repeated[:5]}")
     return table
 
 
-def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> TridentWSIDataset:
+def has_patch_labels(cfg: Settings, names: list[str] | None = None) -> bool:
+    """Whether ``cfg.patch_labels_dir`` holds a ``<name>.h5`` for every slide of ``names``
+    (every slide of both CSVs when ``None``). Patch labels are optional: they are made from
+    the tumour masks or XML annotations with ``python -m helpers.labels`` (Chapter 1)."""
+    if not cfg.patch_labels_dir.is_dir():
+        return False
+    if names is None:
+        names = [*read_split(cfg.train_csv)["wsi_name"], *read_split(cfg.test_csv)["wsi_name"]]
+    return all(cfg.patch_labels_path(n).is_file() for n in names)
+
+
+def patch_labels_hint(cfg: Settings) -> str:
+    """A message for cells that need patch labels: none were found, and how to make them."""
+    return (
+        f"No patch labels in {cfg.patch_labels_dir}: this needs them. Make them from the "
+        "tumour masks or XML annotations (README step 3, Chapter 1):\n"
+        f"  python -m helpers.labels --csv_path {cfg.train_csv} --coords_dir {cfg.coords_dir} "
+        f"--save_dir {cfg.patch_labels_dir} --masks_dir MASKS --annotations_dir XMLS\n"
+        "and the same with --csv_path for the test CSV."
+    )
+
+
+class CheckedTridentDataset(TridentWSIDataset):
+    """``TridentWSIDataset`` that checks every bag as it loads, with errors naming the file.
+
+    - features are cast to float32 (TRIDENT stores float16 or bfloat16 for some encoders),
+      must be 2-D and finite, and have one row per row of the coords file; when the features
+      file carries its own copy of ``coords``, it must equal the coords file's;
+    - coords are divided by each slide's own ``patch_size_level0`` (a 20x-native slide has
+      512, a 40x slide 1024), not by one number for the whole folder;
+    - patch labels (when loaded) have one value per patch, each 0 or 1;
+    - every slide has exactly one row in the labels CSV.
+    """
+
+    def _check_file(self, path: str, what: str) -> None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what} file not found: {path}")
+
+    def _load_features(self, name: str) -> np.ndarray:
+        path = os.path.join(self.features_path, name + self.file_ext)
+        self._check_file(path, "features")
+        with h5py.File(path, "r") as f:
+            if "features" not in f:
+                raise ValueError(f"{path} has no dataset 'features' (keys: {list(f.keys())})")
+            features = f["features"][:]
+            self._feature_coords = f["coords"][:] if "coords" in f else None
+        if features.ndim != 2 or len(features) == 0:
+            raise ValueError(f"{path}: features must be (n_patches, dim), got {features.shape}")
+        features = features.astype(np.float32)
+        if not np.isfinite(features).all():
+            bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+            raise ValueError(
+                f"{path}: {len(bad)} patch(es) have NaN or infinite features "
+                f"(rows {bad[:5].tolist()}...); re-run the feature extraction for this slide."
+            )
+        return features
+
+    def _load_coords(self, name: str) -> np.ndarray:
+        path = os.path.join(self.coords_path, name + "_patches" + self.file_ext)
+        self._check_file(path, "coords")
+        coords, attrs = read_coords(path)
+        if "patch_size_level0" not in attrs:
+            raise ValueError(f"{path} has no 'patch_size_level0' attribute on 'coords'.")
+        self._level0_coords = coords
+        return (coords // int(round(float(attrs["patch_size_level0"])))).astype(int)
+
+    def _load_inst_labels(self, name: str) -> np.ndarray:
+        path = os.path.join(self.inst_labels_path, name + self.file_ext)
+        self._check_file(path, "patch labels")
+        with h5py.File(path, "r") as f:
+            if "patch_labels" not in f:
+                raise ValueError(f"{path} has no dataset 'patch_labels' (keys: {list(f.keys())})")
+            y_inst = np.asarray(f["patch_labels"][:]).reshape(-1)
+        if not np.isin(y_inst, (0, 1)).all():
+            raise ValueError(f"{path}: patch labels must be 0 or 1, found {np.unique(y_inst)[:10]}")
+        return y_inst.astype(np.int64)
+
+    def _load_labels(self, name: str) -> np.ndarray:
+        label = super()._load_labels(name)
+        if len(label) != 1:
+            raise ValueError(
+                f"{self.labels_path}: slide {name!r} has {len(label)} rows (expected one)."
+            )
+        return label
+
+    def _load_bag(self, name: str) -> dict:
+        bag = super()._load_bag(name)
+        n = len(bag["X"])
+        coords_file = os.path.join(self.coords_path, name + "_patches" + self.file_ext)
+        features_file = os.path.join(self.features_path, name + self.file_ext)
+        if len(bag["coords"]) != n:
+            raise ValueError(
+                f"{features_file} has {n} feature rows but {coords_file} has "
+                f"{len(bag['coords'])} coords: they must match row by row (re-run TRIDENT's "
+                "feature extraction for this slide)."
+            )
+        fc = self._feature_coords
+        if fc is not None and not np.array_equal(fc, self._level0_coords):
+            raise ValueError(
+                f"the 'coords' stored in {features_file} differ from {coords_file}: the "
+                "features were extracted from another patching of this slide."
+            )
+        if "y_inst" in bag and len(bag["y_inst"]) != n:
+            raise ValueError(
+                f"{os.path.join(self.inst_labels_path, name + self.file_ext)} has "
+                f"{len(bag['y_inst'])} patch labels but the slide has {n} patches: make the "
+                "labels again from these coords (python -m helpers.labels)."
+            )
+        return bag
+
+
+def load_dataset(
+    cfg: Settings,
+    csv_path,
+    names: list[str] | None = None,
+    patch_labels: bool | None = None,
+) -> TridentWSIDataset:
     """A ``TridentWSIDataset`` of the slides in ``csv_path`` (or ``names``), fully loaded.
 
-    Every bag holds ``X`` ``(bag_size, dim)`` float32, ``Y`` ``(1,)``, ``y_inst``
-    ``(bag_size,)``, ``adj`` (sparse ``(bag_size, bag_size)``) and ``coords``
-    ``(bag_size, 2)`` in grid units (level-0 coords divided by ``patch_size_level0``).
+    Every bag holds ``X`` ``(bag_size, dim)`` float32, ``Y`` ``(1,)``, ``adj`` (sparse
+    ``(bag_size, bag_size)``), ``coords`` ``(bag_size, 2)`` in grid units (level-0 coords
+    divided by the slide's ``patch_size_level0``) and, when there are patch labels,
+    ``y_inst`` ``(bag_size,)``. ``patch_labels=None`` uses them when every slide has a file in
+    ``cfg.patch_labels_dir`` (see :func:`has_patch_labels`); ``True`` requires them.
+    Every bag is checked on load (see :class:`CheckedTridentDataset`).
     """
     table = read_split(csv_path)
     names = list(table["wsi_name"]) if names is None else list(names)
+    unknown = sorted(set(names) - set(table["wsi_name"]))
+    if unknown:
+        raise ValueError(f"slide(s) not listed in {csv_path}: {unknown[:5]}")
     missing = [n for n in names if not cfg.features_path(n).exists()]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} slide(s) of {csv_path} have no features in {cfg.features_dir}: "
             f"{missing[:5]}"
         )
+    missing = [n for n in names if not cfg.coords_path(n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} slide(s) of {csv_path} have no coords in {cfg.coords_dir}: "
+            f"{missing[:5]}"
+        )
+    if patch_labels is None:
+        patch_labels = has_patch_labels(cfg, names)
+        if not patch_labels and cfg.patch_labels_dir.is_dir():
+            absent = [n for n in names if not cfg.patch_labels_path(n).is_file()]
+            if len(absent) < len(names):  # some slides have labels, others not: say so
+                raise FileNotFoundError(
+                    f"{len(absent)} slide(s) of {csv_path} have no patch labels in "
+                    f"{cfg.patch_labels_dir}: {absent[:5]}. Label every slide (python -m "
+                    "helpers.labels) or remove the folder to run without patch labels."
+                )
+    elif patch_labels and not has_patch_labels(cfg, names):
+        raise FileNotFoundError(patch_labels_hint(cfg))
     with warnings.catch_warnings():  # torch's note on sparse checks, once per bag
         warnings.filterwarnings("ignore", message="Sparse invariant checks")
-        dataset = TridentWSIDataset(
+        dataset = CheckedTridentDataset(
             base_path=cfg.base_path,
             labels_path=str(csv_path),
             feature_extractor=cfg.encoder,
-            patch_labels_path=str(cfg.patch_labels_dir) + "/",
+            patch_labels_path=str(cfg.patch_labels_dir) + "/" if patch_labels else None,
             wsi_names=names,
-            bag_keys=BAG_KEYS,
+            bag_keys=BAG_KEYS if patch_labels else BAG_KEYS_NO_PATCH_LABELS,
             patch_size=patch_size_level0(cfg, names[0]),
             load_at_init=True,
             wsi_name_col="wsi_name",
             wsi_label_col="wsi_label",
+        )
+    dims = {name: int(bag["X"].shape[1]) for name, bag in dataset.loaded_bags.items()}
+    if len(set(dims.values())) > 1:
+        raise ValueError(
+            f"the features in {cfg.features_dir} have different dimensions "
+            f"{sorted(set(dims.values()))} (e.g. {dict(list(dims.items())[:3])}): "
+            "one encoder per folder."
         )
     # torchmil builds ``adj`` in float64; the models compute in float32
     for bag in dataset.loaded_bags.values():
@@ -78,15 +260,37 @@ def load_dataset(cfg: Settings, csv_path, names: list[str] | None = None) -> Tri
 def load_splits(
     cfg: Settings, val_frac: float = 0.2, seed: int = 0
 ) -> tuple[TridentWSIDataset, TridentWSIDataset, TridentWSIDataset]:
-    """Train / validation (stratified split of ``train.csv``) and test (``test.csv``) datasets."""
+    """Train / validation (stratified split of ``train.csv``) and test (``test.csv``) datasets.
+
+    The training CSV needs at least two slides of each class (one for training, one for
+    validation); the validation split must get both classes (else a ``ValueError`` says to
+    raise ``val_frac``). Patch labels are loaded for both CSVs or for neither.
+    """
     train_full = load_dataset(cfg, cfg.train_csv)
     labels = np.concatenate([np.ravel(y) for y in train_full.get_bag_labels()]).astype(int)
+    counts = {c: int((labels == c).sum()) for c in (0, 1)}
+    if min(counts.values()) < 2:
+        raise ValueError(
+            f"{cfg.train_csv} has {counts[0]} normal and {counts[1]} tumour slide(s): training "
+            "and validation need at least two slides of each class."
+        )
     idx_train, idx_val = train_test_split(
         np.arange(len(labels)), test_size=val_frac, random_state=seed, stratify=labels
     )
+    if len(np.unique(labels[idx_val])) < 2:
+        raise ValueError(
+            f"val_frac={val_frac} leaves {len(idx_val)} validation slide(s) of {cfg.train_csv}, "
+            "not enough for both classes: raise val_frac."
+        )
     train = train_full.subset(sorted(idx_train.tolist()))
     val = train_full.subset(sorted(idx_val.tolist()))
     test = load_dataset(cfg, cfg.test_csv)
+    if ("y_inst" in train_full.bag_keys) != ("y_inst" in test.bag_keys):
+        with_labels = cfg.train_csv if "y_inst" in train_full.bag_keys else cfg.test_csv
+        raise FileNotFoundError(
+            f"{cfg.patch_labels_dir} has patch labels for the slides of {with_labels} only: "
+            "label both CSVs (python -m helpers.labels) or neither."
+        )
     return train, val, test
 
 
@@ -113,19 +317,22 @@ def make_loader(
 
 
 def bag_table(dataset) -> pd.DataFrame:
-    """One row per bag: name, label, n_patches, n_tumor_patches and tumor_fraction."""
+    """One row per bag: name, label, n_patches and, when the bags have patch labels
+    (``y_inst``), n_tumor_patches and tumor_fraction (without them those two columns are
+    missing values, never zeros)."""
     rows = []
     for i, name in enumerate(dataset.get_bag_names()):
         bag = dataset[i]
-        y_inst = bag["y_inst"] if "y_inst" in bag.keys() else torch.zeros(len(bag["X"]))
+        has_labels = "y_inst" in bag.keys()
         rows.append(
             {
                 "name": name,
                 "label": int(bag["Y"].reshape(-1)[0]),
                 "n_patches": int(bag["X"].shape[0]),
-                "n_tumor_patches": int((y_inst > 0).sum()),
+                "n_tumor_patches": int((bag["y_inst"] > 0).sum()) if has_labels else pd.NA,
             }
         )
     table = pd.DataFrame(rows)
-    table["tumor_fraction"] = table["n_tumor_patches"] / table["n_patches"]
+    table["n_tumor_patches"] = table["n_tumor_patches"].astype("Int64")
+    table["tumor_fraction"] = (table["n_tumor_patches"] / table["n_patches"]).astype("Float64")
     return table

@@ -20,7 +20,8 @@ class Predictions:
     ``prob`` is the bag probability ``(n_bags,)``; ``inst_scores[i]`` the raw instance
     scores of bag ``i`` ``(bag_size_i,)`` (pre-softmax attention for ABMIL) and
     ``attention[i]`` the same scores normalised per bag over its real instances (softmax),
-    ``y_inst[i]`` its patch labels (for evaluation only), ``coords[i]`` its grid coords.
+    ``y_inst[i]`` its patch labels (for evaluation only; ``y_inst`` is ``None`` when the
+    dataset has no patch labels), ``coords[i]`` its grid coords.
     """
 
     names: list[str]
@@ -28,7 +29,7 @@ class Predictions:
     prob: np.ndarray
     inst_scores: list[np.ndarray]
     attention: list[np.ndarray]
-    y_inst: list[np.ndarray]
+    y_inst: list[np.ndarray] | None
     coords: list[np.ndarray]
 
     def table(self) -> pd.DataFrame:
@@ -59,9 +60,12 @@ def predict(
         out.prob.append(float(torch.sigmoid(logits.float())[0]))
         out.inst_scores.append(scores.cpu().numpy())
         out.attention.append(torch.softmax(scores, dim=0).cpu().numpy())
-        out.y_inst.append(batch["y_inst"][0][real].cpu().numpy().astype(int))
+        if "y_inst" in batch.keys():
+            out.y_inst.append(batch["y_inst"][0][real].cpu().numpy().astype(int))
         out.coords.append(batch["coords"][0][real].cpu().numpy())
     out.y, out.prob = np.array(out.y), np.array(out.prob)
+    if len(out.y_inst) != len(out.names):  # no patch labels in this dataset
+        out.y_inst = None
     return out
 
 
@@ -85,14 +89,38 @@ def minmax(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
+def require_patch_labels(preds: Predictions) -> list[np.ndarray]:
+    """``preds.y_inst``, or a ``ValueError`` saying how to make patch labels."""
+    if preds.y_inst is None:
+        raise ValueError(
+            "these predictions have no patch labels (the dataset was loaded without a "
+            "patch_labels folder); make them with `python -m helpers.labels` (README step 3)."
+        )
+    return preds.y_inst
+
+
+def slide_patch_auroc(scores: np.ndarray, y_inst: np.ndarray) -> float:
+    """AUROC of one slide's instance scores against its patch labels; NaN when the slide
+    has only one class of patch (a normal slide, or a tumour slide whose lesion is too
+    small to make any patch positive), where the AUROC is undefined."""
+    y_inst = np.asarray(y_inst).astype(int)
+    if len(np.unique(y_inst)) < 2:
+        return float("nan")
+    return float(skm.roc_auc_score(y_inst, scores))
+
+
 def patch_auroc(preds: Predictions, positive_bags_only: bool = True) -> float:
     """Patch-level AUROC of the instance scores against the patch labels.
 
     Scores are min-max normalised within each bag first (attention is relative to its bag),
-    then pooled over the bags (by default the tumour bags, where both classes occur).
+    then pooled over the bags (by default the tumour bags, where both classes occur; a
+    tumour bag with no positive patch still adds its patches as negatives). Raises a
+    ``ValueError`` without patch labels, without a tumour bag, or when the pooled patches
+    are all of one class.
     """
+    y_inst = require_patch_labels(preds)
     scores, labels = [], []
-    for s, yi, y in zip(preds.inst_scores, preds.y_inst, preds.y, strict=True):
+    for s, yi, y in zip(preds.inst_scores, y_inst, preds.y, strict=True):
         if positive_bags_only and y != 1:
             continue
         scores.append(minmax(s))
@@ -101,5 +129,8 @@ def patch_auroc(preds: Predictions, positive_bags_only: bool = True) -> float:
         raise ValueError("patch AUROC needs at least one tumour bag (none in these predictions)")
     labels_all = np.concatenate(labels)
     if len(np.unique(labels_all)) < 2:
-        raise ValueError("patch AUROC needs both tumour and normal patches")
+        raise ValueError(
+            "patch AUROC needs both tumour and normal patches; the tumour slides here have "
+            "no tumour patch (lesions smaller than half a patch?)"
+        )
     return float(skm.roc_auc_score(labels_all, np.concatenate(scores)))

@@ -414,6 +414,11 @@ def froc_from_predictions(
             inst.append(float(p) * ((s - s.min()) / span if span > 0 else np.ones_like(s)))
     else:
         raise ValueError(f"scores must be 'raw' or 'bag_weighted', not {scores!r}.")
+    if preds.y_inst is None:
+        raise ValueError(
+            "FROC needs patch labels and these predictions have none (no patch_labels folder); "
+            "make them with `python -m helpers.labels` (README step 3)."
+        )
     return froc(inst, preds.y_inst, preds.coords, fp_rates=fp_rates)
 
 
