@@ -38,23 +38,14 @@ $(STAMP): pyproject.toml
 cohort: $(STAMP)
 	$(call timed,demo cohort,$(PY) -m helpers.demo)
 
-# book/NN-*.md are the sources; notebooks/NN-*.ipynb are generated for Colab and Binder.
-# --update keeps the cell ids of an existing notebook (no churn in git diffs); any outputs it
-# holds are cleared first, so the notebooks never store outputs.
-STRIP_OUTPUTS = import sys, nbformat; p = sys.argv[1]; nb = nbformat.read(p, 4); \
-	code = [c for c in nb.cells if c.cell_type == "code"]; \
-	dirty = any(c.outputs or c.execution_count is not None for c in code); \
-	[c.update(outputs=[], execution_count=None) for c in code]; \
-	dirty and nbformat.write(nb, p)
+# book/NN-*.md are the sources; notebooks/NN-*.ipynb are generated for Colab, Binder and
+# Jupyter: jupytext reads each chapter and book/_ext/myst_to_notebook.py rewrites what only
+# MyST understands (dropdowns, admonitions, labels, links, captions; check cells folded).
+# The notebooks store no outputs; a notebook is rewritten only when its chapter changed.
+NOTEBOOK_EXPORT = $(PY) book/_ext/myst_to_notebook.py --out notebooks
 
 notebooks: $(STAMP)
-	@mkdir -p notebooks
-	@for md in $(CHAPTERS); do \
-		nb=notebooks/$$(basename "$${md%.md}").ipynb; \
-		if [ -f "$$nb" ]; then $(PY) -c '$(STRIP_OUTPUTS)' "$$nb" || exit 1; fi; \
-		$(VENV)/bin/jupytext --quiet --update --to ipynb --output "$$nb" "$$md" || exit 1; \
-		echo "$$md -> $$nb"; \
-	done
+	$(NOTEBOOK_EXPORT) $(CHAPTERS)
 
 sync-check: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_notebook_sync.py

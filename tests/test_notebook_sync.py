@@ -1,12 +1,16 @@
 """book/NN-*.md (the sources) and notebooks/NN-*.ipynb (for Colab and Binder) agree.
 
-Regenerate the notebooks with ``make notebooks`` after editing a chapter.
+Regenerate the notebooks with ``make notebooks`` after editing a chapter. The notebooks are
+jupytext's reading of the chapters, rewritten for Jupyter and Colab by
+``book/_ext/myst_to_notebook.py``; the tests here rebuild them and compare.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import jupytext
@@ -24,6 +28,13 @@ PIP_GIT = re.compile(
     r"pip install\b[^\n]*?git\+(https://[^\s\"'@]+?)(?:\.git)?(?:@[^\s\"']+)?[\"'\s]"
 )
 FIX = "run `make notebooks`"
+
+_spec = importlib.util.spec_from_file_location(
+    "myst_to_notebook", BOOK / "_ext" / "myst_to_notebook.py"
+)
+export = sys.modules.setdefault("myst_to_notebook", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(export)
+BOOK_INFO = export.load_book(BOOK)
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -73,17 +84,45 @@ def test_no_orphan_notebooks():
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
-def test_notebook_has_the_same_cells(md: Path):
+def test_notebook_is_the_export_of_its_chapter(md: Path):
+    """notebooks/X.ipynb == myst_to_notebook(jupytext(book/X.md)), byte for byte."""
     ipynb = NOTEBOOKS / f"{md.stem}.ipynb"
     assert ipynb.is_file(), f"{ipynb.relative_to(ROOT)} is missing: {FIX}"
-    source, twin = jupytext.read(md), jupytext.read(ipynb)
-    a, b = _cells(source), _cells(twin)
-    assert len(a) == len(b), f"{md.name}: {len(a)} cells, {ipynb.name}: {len(b)}: {FIX}"
-    for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        assert x[0] == y[0], f"cell {i}: type {x[0]} vs {y[0]}: {FIX}"
-        assert x[1] == y[1], f"cell {i} differs: {FIX}"
-        assert x[2].get("tags", []) == y[2].get("tags", []), f"cell {i}: tags differ: {FIX}"
-        assert x[2] == y[2], f"cell {i}: metadata differs: {FIX}"
+    expected = export.notebook_text(md, BOOK_INFO)
+    actual = ipynb.read_text()
+    if actual == expected:
+        return
+    a, b = jupytext.reads(expected, fmt="ipynb"), jupytext.reads(actual, fmt="ipynb")
+    assert len(a.cells) == len(b.cells), (
+        f"{md.name} exports to {len(a.cells)} cells, {ipynb.name} has {len(b.cells)}: {FIX}"
+    )
+    for i, (x, y) in enumerate(zip(a.cells, b.cells, strict=True)):
+        assert x.cell_type == y.cell_type, f"cell {i}: type {x.cell_type} vs {y.cell_type}: {FIX}"
+        assert x.source == y.source, f"cell {i} differs: {FIX}"
+        assert x.metadata == y.metadata, f"cell {i}: metadata differs: {FIX}"
+        assert x.get("id") == y.get("id"), f"cell {i}: id differs: {FIX}"
+    assert a.metadata == b.metadata, f"{ipynb.name}: notebook metadata differs: {FIX}"
+    pytest.fail(f"{ipynb.name} is not byte-identical to the export of {md.name}: {FIX}")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_export_keeps_every_cell_of_the_chapter(md: Path):
+    """The export adds caption cells and drops label-only cells, nothing else: every code
+    cell is there with its source (a check cell gains a ``# @title`` line) and its tags."""
+    source = jupytext.read(md)
+    twin = jupytext.read(NOTEBOOKS / f"{md.stem}.ipynb")
+    code_a = [c for c in source.cells if c.cell_type == "code"]
+    code_b = [c for c in twin.cells if c.cell_type == "code"]
+    assert len(code_a) == len(code_b), f"{md.name}: {len(code_a)} code cells vs {len(code_b)}"
+    for i, (x, y) in enumerate(zip(code_a, code_b, strict=True)):
+        assert x.metadata.get("tags", []) == y.metadata.get("tags", []), f"code cell {i}: tags"
+        body = y.source
+        if "remove-cell" in x.metadata.get("tags", []):
+            title, _, rest = y.source.partition("\n")
+            assert title.startswith("# @title "), f"code cell {i}: check cell without a title"
+            first = x.source.split("\n", 1)[0].lstrip("#").strip()
+            body = ("# " + first + "\n" + rest) if title == f"# @title {first}" else rest
+        assert body == x.source, f"{md.name} code cell {i}: the notebook runs other code: {FIX}"
     assert source.metadata.get("kernelspec", {}).get("name") == "python3"
     assert twin.metadata.get("kernelspec", {}).get("name") == "python3"
 
