@@ -5,7 +5,8 @@ Run after ``make book``; ``make test`` does both. Marked ``site`` so that the un
 been built or Chromium is missing.
 
 Chromium runs with every remote host blocked (``--host-resolver-rules``), so the check needs
-no internet: MathJax, which comes from a CDN, simply does not load.
+no internet and sees what a reader without network sees: MathJax is served by the site
+itself (``_static/mathjax``), so every equation must come out typeset.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ PAGE_TIMEOUT_S = 120
 # Chapters (not the introduction) must show at least one figure made by their code.
 FIGURE_DIR = "_images/"
 ERROR_CLASSES = {"traceback", "error"}  # MyST-NB classes of error outputs
+# Raw TeX delimiters a reader would see if MathJax did not run (outside code).
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{")
 
 
 DOCNAMES = list(parse_toc_yaml(BOOK / "_toc.yml").keys())  # every page, in toc order
@@ -76,6 +79,10 @@ def dump_dom(page: Path, profile: Path) -> str:
     return result.stdout
 
 
+# Text inside these is not prose: code, scripts, styles, and MathJax's own output.
+SKIP_TEXT = {"pre", "code", "script", "style", "mjx-container", "textarea"}
+
+
 class PageParser(HTMLParser):
     """Collects what the checks need from a page: title, h1, images, links, error outputs."""
 
@@ -86,6 +93,12 @@ class PageParser(HTMLParser):
         self.images: list[str] = []
         self.links: list[tuple[str, set[str]]] = []
         self.error_outputs = 0
+        self.scripts: list[str] = []
+        self.math_nodes = 0  # Sphinx's <span|div class="math">: one per equation
+        self.mjx_containers = 0  # MathJax 3's output: one per typeset equation
+        self.mjx_errors = 0  # TeX that MathJax could not typeset
+        self.prose: list[str] = []  # text outside code, scripts and typeset math
+        self._skip = 0
         self._in: str | None = None
         self._main_depth = 0
         self.text: list[str] = []
@@ -104,10 +117,19 @@ class PageParser(HTMLParser):
             self.links.append((attr.get("href", ""), classes))
         if tag == "div" and "output" in classes and classes & ERROR_CLASSES:
             self.error_outputs += 1
+        if tag == "script":
+            self.scripts.append(attr.get("src", ""))
+        if tag in ("span", "div") and "math" in classes:
+            self.math_nodes += 1
+        self.mjx_containers += tag == "mjx-container"
+        self.mjx_errors += tag == "mjx-merror"
+        self._skip += tag in SKIP_TEXT
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("title", "h1"):
             self._in = None
+        if tag in SKIP_TEXT and self._skip:
+            self._skip -= 1
 
     def handle_data(self, data: str) -> None:
         if self._in == "title":
@@ -115,6 +137,8 @@ class PageParser(HTMLParser):
         elif self._in == "h1":
             self.h1[-1] += data
         self.text.append(data)
+        if not self._skip:
+            self.prose.append(data)
 
 
 def _is_image(path: Path) -> bool:
@@ -204,3 +228,33 @@ def test_colab_badge_and_binder_link(pages, name: str):
     assert all(href.endswith(notebook) for href in binder), binder
     for href in binder + badges:
         assert (ROOT / notebook).is_file(), f"{href} points to a missing {notebook}"
+
+
+def _has_math(name: str) -> bool:
+    source = BOOK / f"{name}.md"
+    if not source.is_file():
+        return False
+    text = re.sub(r"```.*?```", "", source.read_text(), flags=re.S)  # code is not math
+    return bool(re.search(r"\$[^$\n]+\$|\{math\}", text))
+
+
+def test_mathjax_is_served_by_the_site(site: Path):
+    page = (site / f"{DOCNAMES[0]}.html").read_text()
+    sources = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', page, re.I)
+    assert sources, "no MathJax script on the page"
+    for src in sources:
+        assert urlparse(src).scheme in ("", "file"), f"MathJax comes from the network: {src}"
+        assert (site / unquote(urlparse(src).path)).is_file(), f"MathJax script {src} missing"
+
+
+@pytest.mark.parametrize("name", [n for n in DOCNAMES if _has_math(n)])
+def test_equations_are_typeset_offline(pages, name: str):
+    """With every remote host blocked, MathJax typesets every equation of the page."""
+    page = pages(name)
+    assert page.math_nodes > 0, f"{name}: the source has math but the page has none"
+    assert page.mjx_containers >= page.math_nodes, (
+        f"{name}: {page.mjx_containers} of {page.math_nodes} equations typeset by MathJax"
+    )
+    assert page.mjx_errors == 0, f"{name}: {page.mjx_errors} equation(s) with TeX errors"
+    raw = [m.group(0) for m in RAW_TEX.finditer(" ".join(page.prose))]
+    assert not raw, f"{name}: raw TeX shown to the reader: {raw[:5]}"
