@@ -169,3 +169,56 @@ def test_ci_script_installs_cpu_torch_first_and_runs_make_test():
     assert first(r"^make lint$") < first(r"^make test$")
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme
+
+
+def _requirement(pyproject: dict, name: str):
+    from packaging.requirements import Requirement
+
+    found = [Requirement(d) for d in pyproject["project"]["dependencies"] if _name(d) == name]
+    assert len(found) == 1, f"pyproject.toml must list {name} once"
+    return found[0]
+
+
+def test_installing_keeps_colab_and_ci_torch(pyproject):
+    """Colab has torch 2.11 preinstalled, CI and Binder install 2.13.0 (CPU): pip keeps an
+    installed torch only if every requirement accepts it, and a tensordict without an upper
+    bound would one day ask for a newer torch."""
+    torch = _requirement(pyproject, "torch")
+    for version in ("2.11.0", "2.13.0", "2.13.0+cpu"):
+        assert torch.specifier.contains(version), f"torch {version} rejected by {torch}"
+    tensordict = _requirement(pyproject, "tensordict")
+    assert tensordict.specifier.contains("0.15.3"), tensordict
+    assert any(s.operator in ("<", "<=", "==", "~=") for s in tensordict.specifier), (
+        f"{tensordict}: cap tensordict, or a new release will make pip upgrade torch"
+    )
+    # tensordict 0.15 needs torch >= 2.11: the torch floor must not be below what it needs.
+    assert not torch.specifier.contains("2.10.0"), torch
+
+
+def test_python_3_10_to_3_13_are_declared(pyproject):
+    from packaging.specifiers import SpecifierSet
+
+    requires = SpecifierSet(pyproject["project"]["requires-python"])
+    classifiers = set(pyproject["project"].get("classifiers", []))
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        assert requires.contains(f"{version}.0"), f"requires-python excludes {version}"
+        assert f"Programming Language :: Python :: {version}" in classifiers, version
+
+
+def test_binder_pins_the_cpu_torch_that_ci_tests():
+    script = (ROOT / "binder" / "postBuild").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_torch = re.search(r"pip install torch==([\d.]+)$", ci, re.M)
+    assert ci_torch, ".ci/run must install a pinned torch"
+    pinned = re.search(r"^TORCH_VERSION=([\d.]+)$", script, re.M)
+    assert pinned and pinned.group(1) == ci_torch.group(1), "Binder's torch differs from CI's"
+    install = re.search(
+        r'pip install[^\n]*"torch==\$\{TORCH_VERSION\}"[^\n]*'
+        r"--index-url https://download\.pytorch\.org/whl/cpu",
+        script,
+    )
+    assert install, "postBuild must install torch==$TORCH_VERSION from the CPU wheel index"
+    package = script.index('-e ".[')
+    assert install.start() < package, "torch must be installed before the package"
+    assert "'+cpu'" in script[package:], "postBuild must check that torch is still the CPU one"
+    assert "make install" in ci and '"$torch_before" != "$torch_after"' in ci
