@@ -61,7 +61,7 @@ def read_split(csv_path) -> pd.DataFrame:
     bad = label.isna() | ~label.isin([0, 1])
     if bad.any():
         shown = [
-            f"line {i + 2}: {table['wsi_name'].iloc[i]}={table['wsi_label'].iloc[i]!r}"
+            f"line {i + 2}: {table['wsi_name'].iloc[i]}={table['wsi_label'].iloc[i]}"
             for i in np.flatnonzero(bad)[:5]
         ]
         raise ValueError(
@@ -274,9 +274,14 @@ def load_splits(
             f"{cfg.train_csv} has {counts[0]} normal and {counts[1]} tumour slide(s): training "
             "and validation need at least two slides of each class."
         )
-    idx_train, idx_val = train_test_split(
-        np.arange(len(labels)), test_size=val_frac, random_state=seed, stratify=labels
-    )
+    try:
+        idx_train, idx_val = train_test_split(
+            np.arange(len(labels)), test_size=val_frac, random_state=seed, stratify=labels
+        )
+    except ValueError as exc:  # e.g. fewer validation slides than classes
+        raise ValueError(
+            f"cannot split {cfg.train_csv} with val_frac={val_frac}: {exc} (raise val_frac)."
+        ) from exc
     if len(np.unique(labels[idx_val])) < 2:
         raise ValueError(
             f"val_frac={val_frac} leaves {len(idx_val)} validation slide(s) of {cfg.train_csv}, "
