@@ -211,3 +211,46 @@ def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
         monkeypatch.setattr(C._TiffLevel, "open", classmethod(lambda cls, s, lv: None))
         via_openslide, *_ = C.slide_canvas(slide, coords, P)
     np.testing.assert_array_equal(fast, via_openslide)
+
+
+@pytest.fixture(scope="module")
+def generic_4x_slide(tmp_path_factory, slide_path) -> Path:
+    """The same pixels as a generic tiled TIFF: mpp in the resolution tags, no objective
+    power, levels stepping by 4 (as Aperio SVS files do)."""
+    import tifffile
+
+    with openslide.OpenSlide(str(slide_path)) as s:
+        level = to_rgb(np.asarray(s.read_region((0, 0), 0, s.dimensions)))
+    path = tmp_path_factory.mktemp("generic") / "slide.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for i in range(4):
+            res = 1e4 / (0.25 * 4**i)  # pixels per cm
+            tif.write(
+                level,
+                tile=(256, 256),
+                photometric="rgb",
+                compression="jpeg",
+                resolution=(res, res),
+                resolutionunit="CENTIMETER",
+                subfiletype=0 if i == 0 else 1,
+                metadata=None,
+            )
+            h, w = level.shape[:2]
+            level = cv2.resize(
+                level, (max(w // 4, 1), max(h // 4, 1)), interpolation=cv2.INTER_AREA
+            )
+    return path
+
+
+def test_canvas_and_overlay_on_a_4x_pyramid_without_objective_power(generic_4x_slide, coords):
+    with openslide.OpenSlide(str(generic_4x_slide)) as slide:
+        assert slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER) is None
+        assert slide.properties.get(openslide.PROPERTY_NAME_MPP_X) is not None
+        assert np.allclose(slide.level_downsamples[:3], [1, 4, 16], rtol=0.01)
+        for cell in (16, 100):  # a cell between levels, and one finer than level 1
+            fast, rows, cols = C.slide_canvas(slide, coords, P, cell_size=cell)
+            slow, _, _ = C.slide_canvas_per_patch(slide, coords, P, cell_size=cell)
+            assert fast.shape == slow.shape == ((rows.max() + 1) * cell, (cols.max() + 1) * cell, 3)
+            assert np.abs(fast.astype(float) - slow.astype(float)).mean() < MAX_MEAN_DIFF, cell
+        image = C.overlay_on_thumbnail(slide, coords, np.linspace(0, 1, len(coords)), P)
+    assert image.ndim == 3 and image.dtype == np.uint8
