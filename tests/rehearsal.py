@@ -43,7 +43,9 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -54,8 +56,9 @@ import numpy as np
 import tifffile
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # runnable as a script from anywhere
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, Path(__file__).resolve().parent):  # runnable as a script from anywhere
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 from helpers import synth  # noqa: E402
 
@@ -252,7 +255,9 @@ class Geometry:
         mh, mw = self.tissue.shape
         iy = np.clip(((y0 + (np.arange(h) + 0.5) * ds) // MAP_PX).astype(np.int64), 0, mh - 1)
         ix = np.clip(((x0 + (np.arange(w) + 0.5) * ds) // MAP_PX).astype(np.int64), 0, mw - 1)
-        out = self.tissue[iy[:, None], ix[None, :]].astype(np.uint8)
+        iy0, ix0 = iy[0], ix[0]
+        block = self.tissue[iy0 : iy[-1] + 1, ix0 : ix[-1] + 1].view(np.uint8)
+        out = block.take(iy - iy0, axis=0).take(ix - ix0, axis=1)
         if self._touches_tumour(x0, y0, w * ds, h * ds):
             tumour = self._fill(self.tumour, x0, y0, w, h, ds)
             if self.holes:
@@ -274,36 +279,60 @@ class Geometry:
             cv2.fillPoly(img, [pts], 1, shift=4)
         return img.astype(bool)
 
-    def uniform(self, x0: float, y0: float, w0: float, h0: float) -> int | None:
-        """The class of a level-0 window if it is one class throughout, else ``None``."""
-        if self._touches_tumour(x0, y0, w0, h0):
-            return None
-        mh, mw = self.tissue.shape
-        a = self.tissue[
-            int(max(y0, 0) // MAP_PX) : int(min(y0 + h0, self.height) - 1) // MAP_PX + 1,
-            int(max(x0, 0) // MAP_PX) : int(min(x0 + w0, self.width) - 1) // MAP_PX + 1,
-        ]
-        if a.size == 0:
-            return 0
-        lo, hi = a.min(), a.max()
-        return int(lo) if lo == hi else None
+    def uniform_tiles(self, tile: int, ds: int, nx: int, ny: int) -> np.ndarray:
+        """int ``(ny, nx)``: the class of each tile of a level if it has one class
+        throughout (0 glass, 1 tissue), else -1; one summed-area table for all tiles."""
+        span = tile * ds
+        sat = cv2.integral(self.tissue.view(np.uint8))
+
+        def edges(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+            lo = np.arange(n) * span
+            hi = np.minimum(lo + span, size)
+            return lo // MAP_PX, (hi - 1) // MAP_PX + 1
+
+        mx0, mx1 = edges(nx, self.width)
+        my0, my1 = edges(ny, self.height)
+        count = sat[my1][:, mx1] - sat[my1][:, mx0] - sat[my0][:, mx1] + sat[my0][:, mx0]
+        area = (my1 - my0)[:, None] * (mx1 - mx0)[None, :]
+        out = np.where(count == 0, 0, np.where(count == area, 1, -1))
+        for lo, hi in self.tumour_boxes:  # tiles a lesion's box touches are drawn
+            tx = np.arange(nx) * span
+            ty = np.arange(ny) * span
+            hit_x = (tx < hi[0]) & (tx + span > lo[0])
+            hit_y = (ty < hi[1]) & (ty + span > lo[1])
+            out[np.ix_(hit_y, hit_x)] = -1
+        return out
 
 
-def _texture(tile: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([SEED, seed])
-    fine = rng.integers(-7, 8, (tile, tile, 3), dtype=np.int16)
+def _texture(tile: int) -> np.ndarray:
+    """uint8 ``(tile, tile)`` texture codes 0..15: fine grain plus blotches, seeded."""
+    rng = np.random.default_rng([SEED, tile])
+    fine = rng.integers(0, 8, (tile, tile), dtype=np.uint8)
     coarse = cv2.resize(
-        rng.integers(-9, 10, (tile // 16, tile // 16, 1), dtype=np.int16).astype(np.float32),
+        rng.integers(0, 9, (tile // 16, tile // 16), dtype=np.uint8),
         (tile, tile),
         interpolation=cv2.INTER_LINEAR,
-    ).astype(np.int16)[..., None]
+    )
     return fine + coarse
 
 
+def _palette() -> np.ndarray:
+    """cv2.LUT table: entry ``16 * class + texture`` -> RGB (glass stays flat)."""
+    lut = np.zeros((256, 3), np.int16)
+    for c, colour in enumerate(COLOURS):
+        shade = np.arange(16) - 8 if c else np.zeros(16)
+        lut[16 * c : 16 * c + 16] = colour + shade[:, None] * np.array([1, 1.2, 0.9])
+    return np.clip(lut, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+
+
+PALETTE = _palette()
+
+
 def _paint(classes: np.ndarray, texture: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``(h, w, 3)`` of a class map, with the texture cropped to its size."""
     h, w = classes.shape
-    rgb = COLOURS[classes] + np.where(classes[..., None] > 0, texture[:h, :w], 0)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    idx = cv2.add(cv2.multiply(classes, 16), texture[:h, :w])
+    return cv2.LUT(cv2.merge([idx, idx, idx]), PALETTE)
 
 
 JPEG_ARGS = {"level": 80, "colorspace": "RGB", "outcolorspace": "YCBCR", "subsampling": (2, 2)}
@@ -317,19 +346,19 @@ def _write_levels(path: Path, geo: Geometry, fmt: Format, n_levels: int, desc: s
     once, written once, and every later copy points at the first through the tile offsets.
     """
     tile = fmt.tile if kind == "rgb" else 512
-    texture = _texture(tile, 1) if kind == "rgb" else None
+    texture = _texture(tile) if kind == "rgb" else None
     res = (1e4 / fmt.mpp, 1e4 / fmt.mpp)
     shared: list[tuple[int, list[int | None]]] = []  # (page, first-copy index per tile)
 
     def encode(classes: np.ndarray) -> bytes:
         if kind == "rgb":
             return imagecodecs.jpeg_encode(_paint(classes, texture), **JPEG_ARGS)
-        return imagecodecs.zlib_encode(classes, level=6)
+        return imagecodecs.zlib_encode(classes, level=1)
 
     common = (
         {"photometric": "rgb", "compression": "jpeg", "compressionargs": {"level": 80}}
         if kind == "rgb"
-        else {"photometric": "minisblack", "compression": "zlib", "compressionargs": {"level": 6}}
+        else {"photometric": "minisblack", "compression": "zlib", "compressionargs": {"level": 1}}
     )
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for level in range(n_levels):
@@ -347,17 +376,22 @@ def _write_levels(path: Path, geo: Geometry, fmt: Format, n_levels: int, desc: s
             if w * h <= 16_000_000:
                 data = geo.classes(0, 0, w, h, ds)
                 if kind == "rgb":
-                    data = _paint(data, np.tile(texture, (-(-h // tile), -(-w // tile), 1)))
+                    data = _paint(data, np.tile(texture, (-(-h // tile), -(-w // tile))))
                 tif.write(data, **extra)
                 continue
             first: dict[int, int] = {}
             index: list[int | None] = []
 
-            def tiles(ds=ds, w=w, h=h, first=first, index=index):
-                for ty in range(-(-h // tile)):
-                    for tx in range(-(-w // tile)):
+            nx, ny = -(-w // tile), -(-h // tile)
+            uniform = geo.uniform_tiles(tile, ds, nx, ny).tolist()
+
+            def tiles(ds=ds, nx=nx, ny=ny, uniform=uniform, first=first, index=index):
+                for ty in range(ny):
+                    for tx in range(nx):
                         x0, y0 = tx * tile * ds, ty * tile * ds
-                        c = geo.uniform(x0, y0, tile * ds, tile * ds)
+                        c = uniform[ty][tx]
+                        if c < 0:
+                            c = None
                         if c is not None and c in first:
                             index.append(first[c])
                             yield b"\0"
@@ -602,7 +636,32 @@ def _stamp(patch_labels: bool) -> dict:
     return {"version": VERSION, "seed": SEED, "patch_labels": bool(patch_labels)}
 
 
-def make_rehearsal(out: Path, patch_labels: bool = True, quiet: bool = True) -> dict[str, str]:
+def _make_slides(root: Path, tumour_dir: np.ndarray, workers: int | None, quiet: bool) -> list:
+    """Every slide, in parallel processes (each slide is seeded on its own: same files)."""
+    specs = plan()
+    workers = workers or min(2, os.cpu_count() or 1)
+    if workers == 1:
+        rows = [make_slide(spec, root, tumour_dir) for spec in specs]
+    else:
+        # spawn, not fork (OpenCV's threads); the children import this module by the name
+        # it has here, with this process's sys.path
+        module = sys.modules[__name__]
+        if __name__ == "__main__":
+            import importlib
+
+            module = importlib.import_module(Path(__file__).stem)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(module.make_slide, s, root, tumour_dir) for s in specs]
+            rows = [f.result() for f in futures]
+    if not quiet:
+        for r in rows:
+            print(f"  {r['name']:<11} {r['n_patches']:>6} patches", flush=True)
+    return rows
+
+
+def make_rehearsal(
+    out: Path, patch_labels: bool = True, quiet: bool = True, workers: int | None = None
+) -> dict[str, str]:
     """Write the rehearsal folder into ``out`` (unless an identical one is there already).
 
     Arguments:
@@ -610,6 +669,8 @@ def make_rehearsal(out: Path, patch_labels: bool = True, quiet: bool = True) -> 
         patch_labels: also write ``patch_labels/`` with ``helpers.labels.label_folder``
             (from the masks where a slide has one, else from its XML); ``False`` writes
             none, as a reader who has not run step 3 of the README has.
+        quiet: print nothing.
+        workers: processes writing slides (default: up to 2).
 
     Returns:
         The ``MIL_BOOK_*`` environment variables pointing the book at ``out``.
@@ -642,12 +703,7 @@ def make_rehearsal(out: Path, patch_labels: bool = True, quiet: bool = True) -> 
         rng = np.random.default_rng([SEED, 999])
         tumour_dir = rng.standard_normal(FEATURE_DIM).astype(np.float32)
         tumour_dir /= np.linalg.norm(tumour_dir) / math.sqrt(FEATURE_DIM) * 2.5
-        rows = []
-        for spec in plan():
-            rows.append(make_slide(spec, tmp, tumour_dir))
-            if not quiet:
-                r = rows[-1]
-                print(f"  {r['name']:<11} {r['n_patches']:>6} patches", flush=True)
+        rows = _make_slides(tmp, tumour_dir, workers, quiet)
         _write_csv(tmp / "wsi_labels.csv", rows)
         _write_csv(tmp / "train.csv", [r for r in rows if r["split"] == "train"])
         _write_csv(tmp / "test.csv", [r for r in rows if r["split"] == "test"])
