@@ -47,6 +47,33 @@ NOTEBOOK_EXPORT = $(PY) book/_ext/myst_to_notebook.py --out notebooks
 notebooks: $(STAMP)
 	$(NOTEBOOK_EXPORT) $(CHAPTERS)
 
+# Python 3.13 (Colab's Python since August 2026) in its own virtual environment (inside
+# $(VENV)/, so git and ruff ignore it): torch first, then the package (which must keep that
+# torch), the demo cohort, the unit tests and two chapters end to end.
+# PyPI's Linux torch wheels are CUDA builds (GBs), so PY313_TORCH names the CPU wheel index;
+# point it at a local wheel where that index cannot be reached.
+PY313 ?= python3.13
+PY313_VENV ?= $(VENV)/py313
+PY313_TORCH ?= torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+PY313_CHAPTERS ?= notebooks/00-introduction.ipynb notebooks/04-abmil.ipynb
+PY313_PY = $(PY313_VENV)/bin/python
+PY313_TORCH_VERSION = $(PY313_PY) -c "import torch; print(torch.__version__)"
+
+.PHONY: py313
+py313:
+	@test -x $(PY313_PY) || $(PY313) -m venv $(PY313_VENV)
+	@$(PY313_PY) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
+	$(PY313_PY) -m pip install --quiet $(PY313_TORCH)
+	@before=$$($(PY313_TORCH_VERSION)) && \
+	$(PY313_PY) -m pip install --quiet -e ".[book,test]" && \
+	after=$$($(PY313_TORCH_VERSION)) && \
+	if [ "$$before" != "$$after" ]; then echo "torch $$before was replaced by $$after"; exit 1; fi
+	$(call timed,python 3.13: demo cohort,$(PY313_PY) -m helpers.demo)
+	$(call timed,python 3.13: unit tests,$(PY313_PY) -m pytest -q -m "not site" tests)
+	$(call timed,python 3.13: two chapters (nbval),$(PY313_PY) -m pytest -p no:cacheprovider \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) \
+		$(PY313_CHAPTERS))
+
 sync-check: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_notebook_sync.py
 

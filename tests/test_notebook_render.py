@@ -103,8 +103,12 @@ def test_links_to_chapters_labels_pages_and_files():
     assert md("[two](02-two.md#A-heading)") == "[two](02-two.ipynb#A-heading)"
     assert md("[here](my-label)", doc="02-two") == "[here](#A-heading)"
     assert md("[there](my-label)") == "[there](02-two.ipynb#A-heading)"
-    assert md("[route](workshop)") == "[route](../book/workshop.md)"
-    assert md("[code](../helpers/data.py)") == "[code](../helpers/data.py)"
+    assert md("[route](workshop)") == "[route](https://github.com/o/r/blob/main/book/workshop.md)"
+    assert (
+        md("[code](../helpers/data.py)")
+        == "[code](https://github.com/o/r/blob/main/helpers/data.py)"
+    )
+    assert md("![plot](img/a.png)") == "![plot](../book/img/a.png)"
     assert md("[web](https://x.org/02-two)") == "[web](https://x.org/02-two)"
     assert md("`[not a link](02-two)`") == "`[not a link](02-two)`"
     assert md("[multi\nline](02-two)") == "[multi\nline](02-two.ipynb)"
@@ -198,10 +202,16 @@ def test_every_link_leads_somewhere(path: Path):
         return anchors[target]
 
     checked = 0
+    blob = export.load_book(BOOK).blob_url("")  # links into the repository, on GitHub
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
         for target in LINK.findall(_prose(cell.source)):
+            if target.startswith(blob):
+                file = target.removeprefix(blob).partition("#")[0]
+                assert (ROOT / file).is_file(), f"{path.name}: {target} names no file"
+                checked += 1
+                continue
             if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):
                 continue
             file, _, anchor = target.partition("#")

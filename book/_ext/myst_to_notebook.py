@@ -24,7 +24,8 @@ and Colab resolves a relative link to a sibling notebook to that notebook's Cola
 Under each title, an "Open in Colab" and a "Launch Binder" link, built (by
 ``colab_badge.launch_urls``, as on the site) from the one ``repository:`` setting of
 ``book/_config.yml``, open the chapter from the repository. Links to pages of the book that
-have no notebook point at their source, ``../book/<page>.md``.
+have no notebook (the workshop route) and to other files of the repository open them on
+GitHub, from the same setting, so they work in Colab too; images stay relative.
 
 Anything MyST-only that this script does not know (a new directive or role, a link to a page
 or label that does not exist) is an error naming the chapter and the line, never left in.
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import posixpath
 import re
 import sys
 from dataclasses import dataclass, field
@@ -49,7 +51,7 @@ import nbformat
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from colab_badge import launch_urls  # noqa: E402  (the site's own Colab/Binder URLs)
+from colab_badge import github_parts, launch_urls  # noqa: E402  (the site's own URLs)
 
 BOOK = Path(__file__).resolve().parents[1]
 CHAPTER_GLOB = "[0-9][0-9]-*.md"
@@ -100,6 +102,12 @@ class Book:
     pages: list[str]  # every page of the book (chapters and others), as docnames
     labels: dict[str, tuple[str, str]]  # label -> (docname, anchor of the heading after it)
     theme_options: dict = field(default_factory=dict)
+
+    def blob_url(self, path: str) -> str:
+        """The GitHub page of ``path`` (relative to the repository root) on the book's branch."""
+        owner, repo = github_parts(self.theme_options["repository_url"])
+        branch = self.theme_options.get("repository_branch") or "main"
+        return f"https://github.com/{owner}/{repo}/blob/{branch}/{path}"
 
 
 def heading_anchor(text: str) -> str:
@@ -187,7 +195,7 @@ class _Converter:
             return suffix
         if page in self.book.chapters:
             return f"{page}.ipynb{suffix}"
-        return f"../book/{page}.md{suffix}"
+        return self.book.blob_url(f"book/{page}.md") + suffix
 
     def resolve(self, target: str, image: bool = False) -> str:
         """The notebook's link for a MyST link target."""
@@ -200,8 +208,14 @@ class _Converter:
         if not anchor and path in self.book.labels:
             return self.page_link(*self.book.labels[path])
         if image or "/" in path or "." in Path(path).name:
-            # A file: relative to book/ on the site; notebooks/ is book/'s sibling.
-            return target if path.startswith("../") else f"../book/{target}"
+            # A file, relative to book/ on the site. An image stays relative (notebooks/ is
+            # book/'s sibling); a link opens the file on GitHub, which works in Colab too.
+            if image:
+                return target if path.startswith("../") else f"../book/{target}"
+            in_repo = posixpath.normpath(f"book/{path}")
+            if in_repo.startswith(".."):
+                raise self.error(f"link target {target!r} is outside the repository")
+            return self.book.blob_url(in_repo) + (f"#{anchor}" if anchor else "")
         raise self.error(f"link target {target!r} is neither a page, a label nor a file")
 
     def role(self, name: str, text: str) -> str:
