@@ -24,15 +24,15 @@ complete cohort is recognised in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import shutil
+import re
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
+from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
 import cv2
@@ -44,15 +44,18 @@ from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 from helpers import synth
 from helpers.fileio import atomic_path, file_lock
 
-COHORT_VERSION = 2
+COHORT_VERSION = 2  # the content: bump it when the files made for a seed change
+FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
 ENCODER_NAME = "demo_stats"
 PATCH_DIR = "20x_512px_0px_overlap"
 PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 40, 0.25
 PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 1024
 N_LEVELS = 7  # downsamples 1 .. 64
-MANIFEST, IN_PROGRESS = "cohort.json", ".cohort-in-progress.json"
+MARKER = ".mil-book-demo.json"  # written first: this folder is a demo cohort
+MANIFEST = "cohort.json"  # every file written, with size and sha256
+LEGACY_IN_PROGRESS = ".cohort-in-progress.json"  # an unfinished build of helpers.demo < 3
 MANAGED = ("wsis", "masks", "annotations", "trident_processed")
-MANAGED_FILES = ("wsi_labels.csv", "train.csv", "test.csv", MANIFEST, IN_PROGRESS)
+CSV_FILES = ("wsi_labels.csv", "train.csv", "test.csv")
 
 
 class CohortError(RuntimeError):
@@ -342,107 +345,445 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
         trident.save_features(paths.features(spec.name), feats, coords, attrs, ENCODER_NAME)
 
 
-def _build_one(spec: SlideSpec, root: str, seed: int) -> str:
-    """Worker: whatever of this slide is missing (each stage is all-or-nothing)."""
+def _build_one(spec: SlideSpec, root: str, seed: int) -> dict[str, dict]:
+    """Paint and process one slide; return the records of the files written (see
+    :func:`file_record`), keyed by their path relative to ``root``."""
+    paths = CohortPaths(Path(root))
+    for p in paths.processed_files(spec):  # outputs of an older slide must not survive it
+        p.unlink(missing_ok=True)
+    make_slide(spec, paths, seed)
+    process_slide(spec, paths)
+    return {
+        p.relative_to(paths.root).as_posix(): file_record(p)
+        for p in paths.slide_files(spec) + paths.processed_files(spec)
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# the manifest: what the demo wrote, with sizes and content hashes
+# ---------------------------------------------------------------------------------------
+def file_record(path: Path) -> dict:
+    """``{"size", "sha256", "mtime_ns"}`` of a file, as the manifest stores it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    st = path.stat()
+    return {"size": st.st_size, "sha256": digest.hexdigest(), "mtime_ns": st.st_mtime_ns}
+
+
+def check_file(path: Path) -> str | None:
+    """A cheap open-and-check of a cohort file: ``None`` when it reads, else what is wrong.
+
+    TIFF: every page's tiles lie inside the file (a truncated pyramid fails); h5: every
+    dataset reads; XML: parses; JPEG: starts and ends with its markers; CSV: has rows.
+    """
+    import h5py
+
+    try:
+        size = path.stat().st_size
+        if path.suffix == ".tif":
+            with tifffile.TiffFile(path) as tif:
+                if not tif.pages:
+                    return "no image in the TIFF"
+                for page in tif.pages:
+                    ends = [
+                        o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)
+                    ]
+                    if not ends or max(ends) > size or 0 in page.databytecounts:
+                        return "the TIFF is truncated"
+        elif path.suffix == ".h5":
+            with h5py.File(path, "r") as f:
+                for key in f:
+                    f[key][()]
+        elif path.suffix == ".xml":
+            ElementTree.parse(path)
+        elif path.suffix == ".jpg":
+            data = path.read_bytes()
+            if data[:2] != b"\xff\xd8" or data.rstrip(b"\0")[-2:] != b"\xff\xd9":
+                return "the JPEG is truncated"
+        elif path.suffix == ".csv" and pd.read_csv(path).empty:
+            return "the CSV has no rows"
+    except Exception as exc:  # noqa: BLE001 - any failure to read is "damaged"
+        return f"cannot be read ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _load_json(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _save_json(path: Path, info: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=1))
+
+
+@dataclass
+class _Found:
+    """What :func:`_inspect` found in ``--out``."""
+
+    kind: str  # "new" (absent or empty), "ours" (marker), "legacy" (older helpers.demo)
+    marker: dict | None = None
+    manifest: dict | None = None
+
+
+def _inspect(root: Path) -> _Found:
+    """Recognise ``root`` without writing anything; raise :class:`CohortError` if it is
+    neither absent, empty, nor a demo cohort (ours, or one made by an older helpers.demo)."""
+    if root.exists() and not root.is_dir():
+        raise CohortError(f"--out {root} is a file, not a folder.")
+    if not root.exists():
+        return _Found("new")
+    entries = sorted(root.iterdir())
+    if not entries:
+        return _Found("new")
+    marker = _load_json(root / MARKER) if (root / MARKER).exists() else None
+    if (root / MARKER).exists():
+        if marker is None or marker.get("made_by") != "helpers.demo":
+            raise CohortError(
+                f"{root / MARKER} is damaged; delete {root} by hand and build the cohort again."
+            )
+        return _Found("ours", marker, _load_json(root / MANIFEST))
+    # helpers.demo before the marker: cohort.json (complete) or .cohort-in-progress.json,
+    # and nothing but the names it writes
+    stamp = _load_json(root / MANIFEST) or _load_json(root / LEGACY_IN_PROGRESS)
+    names = {p.name for p in entries}
+    if (
+        stamp is not None
+        and "format" not in stamp
+        and {"seed", "version", "sizes"} <= set(stamp)
+        and names <= set(MANAGED) | {*CSV_FILES, MANIFEST, LEGACY_IN_PROGRESS, "models"}
+    ):
+        return _Found("legacy", None, stamp)
+    shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:8])
+    more = f" and {len(entries) - 8} more" if len(entries) > 8 else ""
+    raise CohortError(
+        f"{root} is not empty and is not a demo cohort (it has no {MARKER}); found: "
+        f"{shown}{more}. Nothing was changed: choose an empty or new folder for --out."
+    )
+
+
+def _expected_files(paths: CohortPaths, specs: list[SlideSpec]) -> list[str]:
+    files = [paths.root / n for n in CSV_FILES]
+    for s in specs:
+        files += paths.slide_files(s) + paths.processed_files(s) + [paths.patch_labels(s.name)]
+    return [p.relative_to(paths.root).as_posix() for p in files]
+
+
+def verify_files(root: Path, records: dict[str, dict], full: bool = False) -> dict[str, str]:
+    """Files of ``records`` that are missing or changed: ``{relative path: what is wrong}``.
+
+    Fast path: size and modification time equal to the record. A file whose time differs is
+    hashed (``full=True``: every file is) and passes when its content hash is the record's
+    (then the record takes the new time).
+    """
+    damaged = {}
+    for rel, rec in records.items():
+        path = root / rel
+        try:
+            st = path.stat()
+        except OSError:
+            damaged[rel] = "missing"
+            continue
+        if st.st_size != rec["size"]:
+            damaged[rel] = f"{st.st_size} bytes instead of {rec['size']}"
+        elif full or st.st_mtime_ns != rec["mtime_ns"]:
+            now = file_record(path)
+            if now["sha256"] != rec["sha256"]:
+                damaged[rel] = "content changed (sha256 differs from the manifest)"
+            else:
+                rec["mtime_ns"] = now["mtime_ns"]
+    return damaged
+
+
+def _writable(root: Path) -> bool:
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    return os.access(probe, os.W_OK | os.X_OK)
+
+
+def _same_plan(info: dict | None, seed: int, sizes: tuple) -> bool:
+    return (
+        info is not None
+        and info.get("seed") == seed
+        and info.get("sizes") == [list(x) for x in sizes]
+        and info.get("version") == COHORT_VERSION
+    )
+
+
+def _complete_and_valid(root: Path, found: _Found, seed: int, sizes: tuple) -> dict | None:
+    """The manifest when ``root`` holds this complete cohort with every file intact."""
+    m = found.manifest
+    if found.kind != "ours" or not _same_plan(m, seed, sizes) or not m.get("complete"):
+        return None
+    records = m.get("files", {})
+    specs = plan_cohort(seed, sizes)
+    if set(_expected_files(CohortPaths(root), specs)) - set(records):
+        return None
+    before = json.dumps(records, sort_keys=True)
+    if verify_files(root, records):
+        return None
+    if json.dumps(records, sort_keys=True) != before and _writable(root):
+        try:  # remember the new modification times so the next check is fast again
+            _save_json(root / MANIFEST, m)
+        except OSError:
+            pass
+    return m
+
+
+# ---------------------------------------------------------------------------------------
+# worker processes: plain subprocesses that import helpers.demo, not the caller's script
+# ---------------------------------------------------------------------------------------
+def _worker_main() -> None:
+    """Loop of a build worker: one JSON task per stdin line, one JSON result per line.
+
+    The worker ignores Ctrl-C (the parent stops it), turns SIGTERM into a normal exit (so
+    half-written temporary files are removed) and exits when its parent dies.
+    """
+    import signal
+    import threading
+    import traceback
+
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        os._exit(1)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     import torch
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    paths = CohortPaths(Path(root))
-    if not all(p.exists() for p in paths.slide_files(spec)):
-        make_slide(spec, paths, seed)
-        for p in paths.processed_files(spec):  # stale outputs of an older slide
-            p.unlink(missing_ok=True)
-    if not all(p.exists() for p in paths.processed_files(spec)):
-        process_slide(spec, paths)
-    return spec.name
+    for line in sys.stdin:
+        task = json.loads(line)
+        spec = SlideSpec(**task["spec"])
+        try:
+            answer = {"name": spec.name, "files": _build_one(spec, task["root"], task["seed"])}
+        except Exception:  # noqa: BLE001 - reported by the parent
+            answer = {"name": spec.name, "error": traceback.format_exc()}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
+class _WorkerPool:
+    """``n`` worker subprocesses fed from a queue; :meth:`close` stops them at once."""
+
+    def __init__(self, n: int, tasks: list[dict]) -> None:
+        import queue
+        import subprocess
+        import threading
+
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
+        self.tasks: queue.Queue = queue.Queue()
+        for task in tasks:
+            self.tasks.put(task)
+        self.results: queue.Queue = queue.Queue()
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", "from helpers.demo import _worker_main; _worker_main()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(n)
+        ]
+        for proc in self.procs:
+            threading.Thread(target=self._feed, args=(proc,), daemon=True).start()
+
+    def _feed(self, proc) -> None:
+        import queue
+
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                proc.stdin.write(json.dumps(task) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except (OSError, ValueError):
+                line = ""
+            if not line:
+                self.results.put({"name": task["spec"]["name"], "error": "the worker died"})
+                return
+            self.results.put(json.loads(line))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except Exception:  # noqa: BLE001 - still alive: kill it
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+def _build_slides(todo: list[SlideSpec], root: Path, seed: int, workers: int, on_done) -> None:
+    """Build ``todo``; ``on_done(name, records)`` runs in this process after each slide."""
+    if workers == 1 or len(todo) <= 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for s in todo:
+                on_done(s.name, _build_one(s, str(root), seed))
+        finally:
+            torch.set_num_threads(threads)
+        return
+    import queue
+
+    tasks = [{"spec": asdict(s), "root": str(root), "seed": seed} for s in todo]
+    pool = _WorkerPool(min(workers, len(todo)), tasks)
+    try:
+        for _ in todo:
+            while True:
+                try:  # a short timeout keeps Ctrl-C responsive
+                    answer = pool.results.get(timeout=0.2)
+                    break
+                except queue.Empty:
+                    continue
+            if "error" in answer:
+                raise CohortError(f"building {answer['name']} failed:\n{answer['error']}")
+            on_done(answer["name"], answer["files"])
+    finally:
+        pool.close()
 
 
 # ---------------------------------------------------------------------------------------
 # the whole cohort
 # ---------------------------------------------------------------------------------------
-def _check_out_dir(root: Path, seed: int, sizes: tuple, force: bool) -> str:
-    """Validate ``root``; return "complete", "resume" or "new". Raises :class:`CohortError`."""
-    if root.exists() and not root.is_dir():
-        raise CohortError(f"--out {root} is a file, not a folder.")
-    probe = root
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise CohortError(f"--out {root}: {probe} is not writable.")
-    if not root.exists():
-        return "new"
-    manifest, marker = root / MANIFEST, root / IN_PROGRESS
-    for path, state in ((manifest, "complete"), (marker, "resume")):
-        if path.exists():
-            try:
-                info = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                info = {}
-            same = info.get("seed") == seed and info.get("sizes") == [list(x) for x in sizes]
-            if same and info.get("version") != COHORT_VERSION:
-                return "new"  # made by an older helpers.demo: rebuild it
-            if same or force:
-                return state if same and not force else "new"
-            raise CohortError(
-                f"{root} holds a demo cohort made with seed {info.get('seed')} "
-                f"(version {info.get('version')}, sizes {info.get('sizes')}); pass --force to "
-                f"rebuild it with seed {seed}."
-            )
-    if any(root.iterdir()):
-        ours = {p.name for p in root.iterdir()} <= set(MANAGED) | set(MANAGED_FILES)
-        if not ours:
-            raise CohortError(
-                f"{root} is not empty and holds no demo cohort; choose an empty or new folder."
-            )
-        if not force:
-            return "resume"
-    return "new"
+def _check_arguments(seed, workers, sizes) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise CohortError(f"seed must be a whole number, not {seed!r}")
+    if seed < 0:
+        raise CohortError(f"seed must be 0 or more, not {seed}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
+    ):
+        raise CohortError(f"workers must be a whole number of 1 or more, not {workers!r}")
+    try:
+        ok = all(int(n) >= 0 for pair in sizes for n in pair) and len(sizes) == 2
+        ok = ok and all(len(pair) == 2 for pair in sizes) and sum(map(sum, sizes)) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CohortError(f"sizes must be ((normal, tumour) train, test) counts, not {sizes!r}")
 
 
-def _clear(root: Path) -> None:
-    """Remove what this module writes (and nothing else)."""
-    for name in MANAGED:
-        shutil.rmtree(root / name, ignore_errors=True)
-    for name in MANAGED_FILES:
-        (root / name).unlink(missing_ok=True)
+def _partial_files(root: Path) -> list[Path]:
+    """Temporary files of :func:`helpers.fileio.atomic_path` left by a killed build."""
+    found = []
+    for folder in [root, *(root / name for name in MANAGED)]:
+        if folder.is_dir():
+            found += [p for p in folder.rglob(".*.partial-*") if p.is_file()]
+    return found
 
 
-def _write_csv(path: Path, specs: list[SlideSpec]) -> None:
-    table = pd.DataFrame(
-        {"wsi_name": [s.name for s in specs], "wsi_label": [s.label for s in specs]}
-    )
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+def _cached_weights(root: Path) -> list[Path]:
+    """Weights that ``helpers.training`` cached beside this cohort (``models/<name>-<key>.pt``)."""
+    folder = root / "models"
+    if not folder.is_dir():
+        return []
+    ours = re.compile(r"^(.+-[0-9a-f]{12}\.pt|\..+\.partial-\d+\.pt)$")
+    return [p for p in folder.iterdir() if p.is_file() and ours.match(p.name)]
 
 
-def _all_files(paths: CohortPaths, specs: list[SlideSpec]) -> list[Path]:
-    files = [paths.root / n for n in ("wsi_labels.csv", "train.csv", "test.csv")]
-    for s in specs:
-        files += paths.slide_files(s) + paths.processed_files(s) + [paths.patch_labels(s.name)]
-    return files
+def _remove_listed(root: Path, records: dict[str, dict]) -> None:
+    """Delete the files the manifest lists (and the folders they leave empty), the cached
+    weights of this cohort, and nothing else."""
+    for rel in records:
+        (root / rel).unlink(missing_ok=True)
+    for path in _cached_weights(root) + _partial_files(root):
+        path.unlink(missing_ok=True)
+    for folder in sorted(
+        {(root / rel).parent for rel in records} | {root / "models"}, reverse=True
+    ):
+        while folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+
+
+def default_out() -> Path:
+    """Where the chapters look for the demo cohort (``helpers.settings.demo_dir()``)."""
+    from helpers.settings import demo_dir
+
+    return demo_dir()
 
 
 def make_cohort(
-    out: str | os.PathLike = "data/demo",
+    out: str | os.PathLike | None = None,
     seed: int = 0,
     force: bool = False,
     workers: int | None = None,
     quiet: bool = False,
     sizes: tuple = DEFAULT_SIZES,
 ) -> Path:
-    """Make (or finish, or just find) the demo cohort in ``out``; return its folder.
+    """Make (or finish, repair, or just find) the demo cohort in ``out``; return its folder.
 
-    ``sizes`` = ((normal, tumour) slides in train, in test); the default is the book's cohort.
+    ``out`` defaults to where the chapters look (``MIL_BOOK_DEMO_DIR``, else ``data/demo`` of
+    the checkout). ``sizes`` = ((normal, tumour) slides in train, in test); the default is
+    the book's cohort. The demo writes only into an empty or new folder, or one that carries
+    its marker; ``force`` deletes what the manifest lists (and the weights cached beside it)
+    and builds again.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise CohortError(f"seed must be a whole number, not {seed!r}")
-    root = Path(out).expanduser().resolve()
-    _check_out_dir(root, int(seed), sizes, force)  # bad --out fails here, before anything
+    _check_arguments(seed, workers, sizes)
+    seed, sizes = int(seed), tuple(tuple(int(n) for n in pair) for pair in sizes)
+    root = Path(out if out is not None else default_out()).expanduser().resolve()
+    found = _inspect(root)  # a foreign folder fails here, before anything is written
+    if not force and _complete_and_valid(root, found, seed, sizes):
+        if not quiet:
+            print(f"Demo cohort already complete in {root} (seed {seed}).")
+        return root
+    if not _writable(root):
+        damaged = ""
+        if found.kind == "ours" and _same_plan(found.manifest, seed, sizes):
+            bad = verify_files(root, dict(found.manifest.get("files", {})))
+            damaged = f" Damaged or missing: {', '.join(sorted(bad)[:8]) or 'none'}."
+        elif found.kind == "legacy" and _same_plan(found.manifest, seed, sizes):
+            specs = plan_cohort(seed, sizes)
+            bad = [r for r in _expected_files(CohortPaths(root), specs) if check_file(root / r)]
+            if not bad:
+                return root  # an older helpers.demo made it, complete, on read-only storage
+            damaged = f" Damaged or missing: {', '.join(bad[:8])}."
+        raise CohortError(
+            f"--out {root} is not writable and holds no complete demo cohort (seed {seed})."
+            + damaged
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
+    lock = root.parent / f".{root.name}.lock"
+    if not os.access(root.parent, os.W_OK):
+        lock = root / ".lock"  # pragma: no cover - a writable folder in a read-only one
     # two notebooks starting at once on a fresh machine: the second waits, then finds it done
-    with file_lock(root.parent / f".{root.name}.lock"):
-        return _make_cohort(root, int(seed), force, workers, quiet, sizes)
+    with file_lock(lock):
+        return _make_cohort(root, seed, force, workers, quiet, sizes)
 
 
 def _make_cohort(
@@ -450,46 +791,105 @@ def _make_cohort(
 ) -> Path:
     from helpers.labels import label_folder
 
-    state = _check_out_dir(root, seed, sizes, force)
-    specs = plan_cohort(int(seed), sizes)
-    stamp = {"seed": int(seed), "version": COHORT_VERSION, "sizes": [list(x) for x in sizes]}
-    paths = CohortPaths(root)
-    if state == "complete" and all(p.exists() for p in _all_files(paths, specs)):
+    found = _inspect(root)
+    if not force and _complete_and_valid(root, found, seed, sizes):
         if not quiet:
             print(f"Demo cohort already complete in {root} (seed {seed}).")
         return root
-    if state == "new" and root.exists():
-        _clear(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MANIFEST).unlink(missing_ok=True)
-    (root / IN_PROGRESS).write_text(json.dumps(stamp))
-    if not quiet:
-        verb = "Finishing the interrupted" if state != "new" else "Making the"
-        print(f"{verb} demo cohort in {root} (seed {seed}, {len(specs)} slides)...")
-    t0 = time.perf_counter()
+    specs = plan_cohort(seed, sizes)
+    paths = CohortPaths(root)
+    plan = {"seed": seed, "version": COHORT_VERSION, "sizes": [list(x) for x in sizes]}
+    say = (lambda *a: None) if quiet else print
+    records: dict[str, dict] = {}
+    if found.kind == "new":
+        root.mkdir(parents=True, exist_ok=True)
+        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
+        verb = "Making the"
+    elif found.kind == "legacy":
+        # made by helpers.demo before the marker: adopt the files that read, rebuild the rest
+        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
+        old = found.manifest
+        old_specs = plan_cohort(old["seed"], tuple(map(tuple, old["sizes"])))
+        expected = _expected_files(paths, old_specs)
+        if _same_plan(old, seed, sizes) and not force:
+            for rel in expected:
+                if (root / rel).is_file() and check_file(root / rel) is None:
+                    records[rel] = file_record(root / rel)
+                else:
+                    (root / rel).unlink(missing_ok=True)
+            verb = "Upgrading the"
+        elif force or old.get("version") != COHORT_VERSION:
+            _remove_listed(root, {rel: {} for rel in expected})
+            verb = "Making the"
+        else:
+            (root / MARKER).unlink()
+            raise CohortError(_other_seed_message(root, old, seed))
+        (root / LEGACY_IN_PROGRESS).unlink(missing_ok=True)
+    else:
+        manifest = found.manifest or {}
+        info = manifest or found.marker
+        if force or info.get("version") != COHORT_VERSION:
+            _remove_listed(root, manifest.get("files", {}))
+            verb = "Making the"
+        elif not _same_plan(info, seed, sizes):
+            raise CohortError(_other_seed_message(root, info, seed))
+        else:
+            records = dict(manifest.get("files", {}))
+            bad = verify_files(root, records)
+            for rel, why in sorted(bad.items()):
+                say(f"{rel}: {why}; it will be made again.")
+                records.pop(rel)
+            verb = "Repairing the" if bad else "Finishing the interrupted"
+        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
+    for path in _partial_files(root):  # left by a killed build (no build is running: lock)
+        path.unlink()
+
+    manifest = {**plan, "format": FORMAT, "encoder": ENCODER_NAME, "complete": False}
+    manifest["slides"] = [asdict(s) for s in specs]
+    manifest["files"] = records
+    _save_json(root / MANIFEST, manifest)
     todo = [
         s
         for s in specs
-        if not all(p.exists() for p in paths.slide_files(s) + paths.processed_files(s))
+        if not all(
+            p.relative_to(root).as_posix() in records
+            for p in paths.slide_files(s) + paths.processed_files(s)
+        )
     ]
-    workers = workers or max(1, min(os.cpu_count() or 1, 4))
+    say(f"{verb} demo cohort in {root} (seed {seed}, {len(specs)} slides)...")
+    t0 = time.perf_counter()
     bar = tqdm(
         total=len(specs), initial=len(specs) - len(todo), desc="slides", unit="slide", disable=quiet
     )
-    if workers == 1 or len(todo) <= 1:
-        for s in todo:
-            _build_one(s, str(root), int(seed))
-            bar.update()
-    elif todo:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_build_one, s, str(root), int(seed)) for s in todo]
-            for fut in as_completed(futures):
-                fut.result()
-                bar.update()
+
+    finished: list[str] = []
+
+    def on_done(name: str, files: dict) -> None:
+        records.update(files)
+        finished.append(name)
+        _save_json(root / MANIFEST, manifest)
+        bar.update()
+
+    n_workers = workers or max(1, min(os.cpu_count() or 1, 4))
+    try:
+        _build_slides(todo, root, seed, n_workers, on_done)
+    except KeyboardInterrupt:
+        bar.close()
+        done = len(specs) - len(todo) + len(finished)
+        print(
+            f"\nInterrupted: {done} of {len(specs)} slides are done and kept in {root}; "
+            "run the same command again to finish.",
+            file=sys.stderr,
+        )
+        raise
     bar.close()
-    _write_csv(root / "wsi_labels.csv", specs)
-    _write_csv(root / "train.csv", [s for s in specs if s.split == "train"])
-    _write_csv(root / "test.csv", [s for s in specs if s.split == "test"])
+    for name, subset in (
+        ("wsi_labels.csv", specs),
+        ("train.csv", [s for s in specs if s.split == "train"]),
+        ("test.csv", [s for s in specs if s.split == "test"]),
+    ):
+        _write_csv(root / name, subset)
+        records[name] = file_record(root / name)
     label_folder(
         csv_path=root / "wsi_labels.csv",
         coords_dir=paths.trident_dir / "patches",
@@ -498,17 +898,36 @@ def _make_cohort(
         patch_size=PATCH_SIZE_LEVEL0,
         progress=not quiet,
     )
-    manifest = {
-        **stamp,
-        "encoder": ENCODER_NAME,
-        "slides": [asdict(s) for s in specs],
-    }
-    with atomic_path(root / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
-    (root / IN_PROGRESS).unlink(missing_ok=True)
+    for s in specs:
+        path = paths.patch_labels(s.name)
+        records[path.relative_to(root).as_posix()] = file_record(path)
+    manifest["complete"] = True
+    _save_json(root / MANIFEST, manifest)
     if not quiet:
         _print_summary(root, cohort_summary(root), time.perf_counter() - t0)
     return root
+
+
+MARKER_NOTE = (
+    "This folder is a demo cohort of helpers.demo (python -m helpers.demo). It writes, "
+    "replaces and deletes only the files cohort.json lists."
+)
+
+
+def _other_seed_message(root: Path, info: dict, seed: int) -> str:
+    return (
+        f"{root} holds a demo cohort made with seed {info.get('seed')} (version "
+        f"{info.get('version')}, sizes {info.get('sizes')}); pass --force to rebuild it with "
+        f"seed {seed}."
+    )
+
+
+def _write_csv(path: Path, specs: list[SlideSpec]) -> None:
+    table = pd.DataFrame(
+        {"wsi_name": [s.name for s in specs], "wsi_label": [s.label for s in specs]}
+    )
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def cohort_summary(root: str | os.PathLike) -> pd.DataFrame:
@@ -543,32 +962,58 @@ def _print_summary(root: Path, table: pd.DataFrame, seconds: float) -> None:
     print("tumour-patch fraction by kind:\n" + by_kind.round(3).to_string())
 
 
-def ensure_cohort(out: str | os.PathLike = "data/demo", seed: int = 0, quiet: bool = False) -> Path:
-    """Make the demo cohort in ``out`` unless it is already complete (then return at once)."""
+def ensure_cohort(out: str | os.PathLike | None = None, seed: int = 0, quiet: bool = False) -> Path:
+    """Make the demo cohort in ``out`` unless it is already complete and intact (then return
+    at once: sizes and times checked against the manifest; see :func:`verify_files`)."""
     return make_cohort(out, seed=seed, quiet=quiet)
 
 
 def _seed(text: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seed must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be 0 or more, not {value}")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be a whole number >= 1, not {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m helpers.demo", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: where the chapters look: $MIL_BOOK_DEMO_DIR, else "
+        f"{default_out()})",
+    )
     parser.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if a cohort exists")
-    parser.add_argument("--workers", type=int, default=None, help="parallel processes")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="delete the files this cohort's manifest lists (and the weights cached beside it) "
+        "and build again",
+    )
+    parser.add_argument("--workers", type=_workers, default=None, help="parallel processes")
     args = parser.parse_args(argv)
     try:
         make_cohort(args.out, seed=args.seed, force=args.force, workers=args.workers)
     except CohortError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -62,7 +62,9 @@ __all__ = [
     "label_slide",
     "label_folder",
     "read_coords",
+    "read_labels_csv",
     "read_polygons",
+    "mask_values",
     "write_patch_labels",
     "summary_line",
     "main",
@@ -464,6 +466,10 @@ def label_slide(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Labels of one tumor slide from its mask (preferred) or its XML annotations.
 
+    Raises :class:`LabelInputError` when no patch is tumor because the input does not mark
+    tumor the expected way: a mask with no ``tumor_value`` pixel but other non-zero values
+    (a binary mask where tumor is 1, say), or an XML file without a tumor annotation.
+
     Returns:
         ``(labels (N,) int64, fractions (N,) float64, source)`` with ``source`` ``"mask"`` or
         ``"xml"``.
@@ -473,7 +479,10 @@ def label_slide(
             mask, coords, patch_size_level0, tumor_value, level0_size=level0_size
         )
         source = "mask"
+        if len(fr) and not fr.any():
+            _check_tumor_value(mask, patch_size_level0, tumor_value)
     elif xml_path is not None:
+        _check_xml_has_tumor(xml_path)
         fr = tumor_fraction_from_xml(xml_path, coords, patch_size_level0, level0_size)
         source = "xml"
     else:
@@ -558,8 +567,13 @@ def write_patch_labels(
         raise ValueError(f"labels must have shape (N,), got {labels.shape}.")
     if fractions is not None and np.shape(fractions) != labels.shape:
         raise ValueError(f"fractions {np.shape(fractions)} and labels {labels.shape} differ.")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        ds = f.create_dataset("patch_labels", data=labels.astype(np.int64))
+    with atomic_path(path) as tmp:
+        _write_labels_h5(tmp, labels, fractions, attrs)
+
+
+def _write_labels_h5(path: Path, labels, fractions=None, attrs: dict | None = None) -> None:
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("patch_labels", data=np.asarray(labels).astype(np.int64))
         for k, v in (attrs or {}).items():
             ds.attrs[k] = v
         if fractions is not None:
@@ -583,6 +597,61 @@ def _check_mask_size(slide, level0_size, mask) -> None:
         )
 
 
+def mask_values(mask, patch_size_level0: int, min_patch_px: int = MIN_PATCH_PX) -> np.ndarray:
+    """Pixel count of every value 0..255 of a mask, on the level the labels are read from
+    (read in bands of rows): int64 ``(256,)``."""
+    slide, opened = _open_slide(mask, "mask")
+    try:
+        level = _choose_level(slide.level_downsamples, patch_size_level0, min_patch_px)
+        ds = float(slide.level_downsamples[level])
+        width, height = slide.level_dimensions[level]
+        rows = max(1, BAND_PIXELS // max(width, 1))
+        counts = np.zeros(256, dtype=np.int64)
+        for r0 in range(0, height, rows):
+            n = min(rows, height - r0)
+            band = np.asarray(slide.read_region((0, int(round(r0 * ds))), level, (width, n)))
+            counts += np.bincount(band[:, :, 0].ravel(), minlength=256)
+        return counts
+    finally:
+        if opened:
+            slide.close()
+
+
+def _check_tumor_value(mask, patch_size_level0: int, tumor_value: int) -> None:
+    """A tumor slide whose patches hold no ``tumor_value`` pixel: if the mask has no such pixel
+    at all but other non-zero values, the value is wrong (a binary mask, tumor = 1?)."""
+    counts = mask_values(mask, patch_size_level0)
+    if 0 <= tumor_value < 256 and counts[tumor_value]:
+        return  # tumor exists, just not under a patch (summary_line lists such slides)
+    others = [int(v) for v in np.flatnonzero(counts) if v != 0]
+    name = mask if isinstance(mask, (str, os.PathLike)) else "(open slide)"
+    if others:
+        shown = ", ".join(f"{v} ({counts[v]} px)" for v in others)
+        raise LabelInputError(
+            f"tumor slide mask {name} holds no pixel of value {tumor_value} (--tumor_value / "
+            f"tumor_value) but holds the non-zero value(s) {shown}: pass --tumor_value "
+            f"{others[-1]} if {others[-1]} marks tumor (a binary mask uses 1)."
+        )
+    warnings.warn(f"tumor slide mask {name} is all 0: no tumor pixel.", stacklevel=3)
+
+
+def _check_xml_has_tumor(xml_path, tumor_groups: Sequence[str] = TUMOR_GROUPS) -> None:
+    """An annotation file of a tumor slide must hold a tumor polygon: name the groups it has."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tumor, _ = read_polygons(xml_path, tumor_groups)
+    if tumor:
+        return
+    groups = sorted(
+        {a.get("PartOfGroup", "") for a in ET.parse(xml_path).getroot().iter("Annotation")}
+    )
+    raise LabelInputError(
+        f"annotation file {xml_path} has no tumor polygon (groups found: "
+        f"{groups or 'no annotation at all'}; tumor groups are {list(tumor_groups)}): the "
+        "slide would get no tumor patch."
+    )
+
+
 def _check_tumor_source(mask_path, xml_path, level0_size) -> None:
     """Open the mask (and compare its size with the slide's) or parse the XML, reading no pixels."""
     if mask_path is not None:
@@ -596,32 +665,102 @@ def _check_tumor_source(mask_path, xml_path, level0_size) -> None:
             ET.parse(xml_path)
         except (ET.ParseError, OSError) as exc:
             raise LabelInputError(f"cannot read annotation file {xml_path}: {exc}") from exc
+        _check_xml_has_tumor(xml_path)
 
 
-def _read_labels_csv(csv_path) -> pd.DataFrame:
+def _mask_extent_problem(mask_path, coords: np.ndarray, patch_size_level0: int) -> str | None:
+    """Without the slide's size: patches lying wholly beyond the mask betray a wrong mask."""
+    if mask_path is None or not len(coords):
+        return None
+    slide, _ = _open_slide(mask_path, "mask")
+    try:
+        width, height = slide.dimensions
+    finally:
+        slide.close()
+    outside = (coords[:, 0] >= width) | (coords[:, 1] >= height)
+    if outside.any():
+        x, y = coords[np.flatnonzero(outside)[0]]
+        return (
+            f"mask {mask_path} is {width}x{height} at level 0 but {int(outside.sum())} patches "
+            f"lie beyond it (e.g. at {x},{y}): is it the mask of another slide?"
+        )
+    return None
+
+
+def _slide_size(wsi_dir: Path, name: str) -> tuple[int, int]:
+    """Level-0 ``(width, height)`` of ``<wsi_dir>/<name>.<ext>``."""
+    from helpers.settings import WSI_EXTENSIONS
+
+    for ext in WSI_EXTENSIONS:
+        path = wsi_dir / f"{name}{ext}"
+        if path.is_file():
+            slide, _ = _open_slide(path, "slide")
+            try:
+                return tuple(slide.dimensions)
+            finally:
+                slide.close()
+    raise FileNotFoundError(f"no slide {name}.* in {wsi_dir} (looked for {WSI_EXTENSIONS})")
+
+
+def read_labels_csv(csv_path) -> pd.DataFrame:
+    """A slide-labels CSV (``wsi_name,wsi_label``), checked row by row.
+
+    Raises :class:`LabelInputError` (naming the file, and the lines at fault) for an empty
+    file, a file with a header but no rows, missing columns, blank names, names listed
+    twice, and labels that are blank or not 0/1; ``FileNotFoundError`` when it is missing.
+
+    Returns:
+        The table with ``wsi_name`` as ``str`` and ``wsi_label`` as ``int`` (0 or 1).
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"labels CSV not found: {csv_path}")
     try:
-        df = pd.read_csv(csv_path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise LabelInputError(
+            f"labels CSV {csv_path} is empty: it needs a header wsi_name,wsi_label and one row "
+            "per slide."
+        ) from None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise LabelInputError(f"cannot read labels CSV {csv_path}: {exc}") from exc
+    df.columns = [str(c).strip() for c in df.columns]
     missing = {"wsi_name", "wsi_label"} - set(df.columns)
     if missing:
         raise LabelInputError(
             f"{csv_path} needs columns wsi_name,wsi_label; missing {sorted(missing)} "
             f"(has {list(df.columns)})."
         )
-    bad = ~df["wsi_label"].isin([0, 1])
+    if df.empty:
+        raise LabelInputError(f"labels CSV {csv_path} has a header but no rows (no slide).")
+    names = df["wsi_name"].str.strip()
+    text = df["wsi_label"].str.strip()
+    value = pd.to_numeric(text, errors="coerce")
+    line = df.index + 2  # 1-based, after the header
+
+    def rows(mask) -> str:
+        shown = [
+            f"line {n}: {nm or '(blank name)'},{lb or '(blank label)'}"
+            for n, nm, lb in zip(line[mask][:MAX_SHOWN], names[mask], text[mask], strict=False)
+        ]
+        more = int(mask.sum()) - len(shown)
+        return "; ".join(shown) + (f"; ... and {more} more" if more > 0 else "")
+
+    blank = names == ""
+    if blank.any():
+        raise LabelInputError(f"{csv_path}: wsi_name is blank on {rows(blank)}.")
+    bad = ~value.isin([0, 1])
     if bad.any():
         raise LabelInputError(
-            f"{csv_path}: wsi_label must be 0 or 1; bad rows: {df.loc[bad, 'wsi_name'].tolist()}"
+            f"{csv_path}: wsi_label must be 0 (normal) or 1 (tumor); bad {rows(bad)}."
         )
-    df = df.astype({"wsi_name": str, "wsi_label": int})
-    dup = df["wsi_name"].duplicated()
+    dup = names.duplicated(keep=False)
     if dup.any():
-        raise LabelInputError(f"{csv_path}: names listed twice: {df.loc[dup, 'wsi_name'].tolist()}")
-    return df
+        raise LabelInputError(f"{csv_path}: names listed more than once: {rows(dup)}.")
+    return pd.DataFrame({"wsi_name": names.astype(str), "wsi_label": value.astype(int)})
+
+
+_read_labels_csv = read_labels_csv  # the name used before
 
 
 def label_folder(
@@ -636,13 +775,15 @@ def label_folder(
     relax_threshold: bool = False,
     progress: bool = True,
     tumor_value: int = 2,
+    wsi_dir=None,
 ) -> pd.DataFrame:
     """Write ``<save_dir>/<name>.h5`` (key ``patch_labels``) for every slide of a labels CSV.
 
     Normal slides (``wsi_label`` 0) get all zeros without reading anything but their coords.
     A tumor slide uses ``<masks_dir>/<name>_mask.tif`` when it exists, else
-    ``<annotations_dir>/<name>.xml``. Every input is checked before anything is written, and
-    each file is written atomically.
+    ``<annotations_dir>/<name>.xml``. All or nothing: every input is checked and every label
+    computed before anything is written; the files are then written to temporary names and
+    renamed, and a failure leaves ``save_dir`` as it was.
 
     Arguments:
         csv_path: CSV with columns ``wsi_name,wsi_label`` (0 normal, 1 tumor).
@@ -656,27 +797,37 @@ def label_folder(
             threshold until one is (the earlier script did this silently); prints a warning.
         progress: Show a tqdm progress bar.
         tumor_value: Mask value of tumor pixels.
+        wsi_dir: Folder of the slides (``<name>.tif`` ...): the mask size is checked against
+            the slide when a coords file lacks ``level0_width/height``.
 
     Returns:
         One row per slide: ``name, wsi_label, n_patches, n_positive, source`` (``mask``,
         ``xml`` or ``none``), ``threshold`` (the one used) and ``relaxed`` (bool).
     """
+    if isinstance(patch_size, bool) or int(patch_size) != patch_size or patch_size <= 0:
+        raise LabelInputError(f"--patch_size must be a whole number > 0, got {patch_size}.")
+    if isinstance(patch_level, bool) or int(patch_level) != patch_level or patch_level < 0:
+        raise LabelInputError(f"--patch_level must be a whole number >= 0, got {patch_level}.")
     patch_size_level0 = int(patch_size) * 2 ** int(patch_level)
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {threshold}.")
-    df = _read_labels_csv(csv_path)
+    save_dir = Path(save_dir)
+    _check_save_dir(save_dir)
+    df = read_labels_csv(csv_path)
     coords_dir = Path(coords_dir)
     if not coords_dir.is_dir():
         raise FileNotFoundError(f"coords folder not found: {coords_dir}")
     masks_dir = Path(masks_dir) if masks_dir is not None else None
     annotations_dir = Path(annotations_dir) if annotations_dir is not None else None
-    for folder, what in ((masks_dir, "masks"), (annotations_dir, "annotations")):
+    wsi_dir = Path(wsi_dir) if wsi_dir is not None else None
+    for folder, what in ((masks_dir, "masks"), (annotations_dir, "annotations"), (wsi_dir, "wsi")):
         if folder is not None and not folder.is_dir():
             raise FileNotFoundError(f"{what} folder not found: {folder}")
 
     # 1. check every input before writing anything, and report every problem at once
     loaded = []
     problems = []
+    unchecked = []
     for name, label in zip(df["wsi_name"], df["wsi_label"], strict=True):
         coords_path = coords_dir / f"{name}_patches.h5"
         if not coords_path.is_file():
@@ -696,28 +847,34 @@ def label_folder(
                 )
         try:
             coords, attrs = read_coords(coords_path, patch_size_level0)
-            _check_tumor_source(mask_path, xml_path, _level0_size(attrs))
+            level0_size = _level0_size(attrs)
+            if level0_size is None and wsi_dir is not None:
+                level0_size = _slide_size(wsi_dir, name)
+            _check_tumor_source(mask_path, xml_path, level0_size)
+            if level0_size is None and mask_path is not None:
+                unchecked.append(name)
+                extent = _mask_extent_problem(mask_path, coords, patch_size_level0)
+                if extent:
+                    raise LabelInputError(extent)
         except (LabelInputError, FileNotFoundError) as exc:
             problems.append(f"{name}: {exc}")
             continue
-        loaded.append((name, label, coords, attrs, mask_path, xml_path))
-    if problems:
-        shown = problems[:MAX_SHOWN] + (
-            [f"... and {len(problems) - MAX_SHOWN} more"] if len(problems) > MAX_SHOWN else []
-        )
-        raise LabelInputError(
-            f"cannot label {len(problems)} of {len(df)} slides (nothing was written):\n  "
-            + "\n  ".join(shown)
+        loaded.append((name, label, coords, level0_size, mask_path, xml_path))
+    _raise_problems(problems, len(df))
+    if unchecked:
+        warnings.warn(
+            f"the coords of {len(unchecked)} tumor slide(s) ({', '.join(unchecked[:MAX_SHOWN])}"
+            f"{', ...' if len(unchecked) > MAX_SHOWN else ''}) have no level0_width/height: "
+            "their masks were not checked against the slides' size; pass --wsi_dir (wsi_dir=) "
+            "to check them.",
+            stacklevel=2,
         )
 
-    # 2. label and write
-    save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name, label, coords, attrs, mask_path, xml_path in tqdm(
+    # 2. label every slide (in memory)
+    rows, outputs = [], []
+    for name, label, coords, level0_size, mask_path, xml_path in tqdm(
         loaded, desc="patch labels", unit="slide", disable=not progress
     ):
-        level0_size = _level0_size(attrs)
         t = float(threshold)
         relaxed = False
         if label == 0:
@@ -725,15 +882,19 @@ def label_folder(
             labels = np.zeros(len(coords), dtype=np.int64)
             source = "none"
         else:
-            labels, fr, source = label_slide(
-                coords,
-                patch_size_level0,
-                mask=mask_path,
-                xml_path=xml_path,
-                threshold=t,
-                tumor_value=tumor_value,
-                level0_size=level0_size,
-            )
+            try:
+                labels, fr, source = label_slide(
+                    coords,
+                    patch_size_level0,
+                    mask=mask_path,
+                    xml_path=xml_path,
+                    threshold=t,
+                    tumor_value=tumor_value,
+                    level0_size=level0_size,
+                )
+            except LabelInputError as exc:
+                problems.append(f"{name}: {exc}")
+                continue
             if relax_threshold and len(coords) and labels.sum() == 0:
                 t = relaxed_threshold(fr, t)
                 labels = labels_from_fractions(fr, t)
@@ -743,12 +904,8 @@ def label_folder(
                     f"({int(labels.sum())} positive patches).",
                     file=sys.stderr,
                 )
-        write_patch_labels(
-            save_dir / f"{name}.h5",
-            labels,
-            fractions=fr,
-            attrs={"threshold": t, "source": source, "patch_size_level0": patch_size_level0},
-        )
+        attrs = {"threshold": t, "source": source, "patch_size_level0": patch_size_level0}
+        outputs.append((save_dir / f"{name}.h5", labels, fr, attrs))
         rows.append(
             {
                 "name": name,
@@ -760,6 +917,10 @@ def label_folder(
                 "relaxed": relaxed,
             }
         )
+    _raise_problems(problems, len(df))
+
+    # 3. write: every file to a temporary name first, then rename them all
+    _write_all(save_dir, outputs)
     return pd.DataFrame(
         rows,
         columns=[
@@ -772,6 +933,52 @@ def label_folder(
             "relaxed",
         ],
     )
+
+
+def _raise_problems(problems: list[str], n: int) -> None:
+    if problems:
+        shown = problems[:MAX_SHOWN] + (
+            [f"... and {len(problems) - MAX_SHOWN} more"] if len(problems) > MAX_SHOWN else []
+        )
+        raise LabelInputError(
+            f"cannot label {len(problems)} of {n} slides (nothing was written):\n  "
+            + "\n  ".join(shown)
+        )
+
+
+def _check_save_dir(save_dir: Path) -> None:
+    """``save_dir`` must be a folder (or not exist yet) that this process can write to."""
+    if save_dir.exists() and not save_dir.is_dir():
+        raise LabelInputError(f"--save_dir {save_dir} is a file, not a folder.")
+    probe = save_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LabelInputError(f"--save_dir {save_dir}: {probe} is a file, not a folder.")
+    if not os.access(probe, os.R_OK | os.W_OK | os.X_OK):
+        raise LabelInputError(
+            f"--save_dir {save_dir}: {probe} is not readable and writable by this user; "
+            "choose another folder."
+        )
+
+
+def _write_all(save_dir: Path, outputs: list) -> None:
+    """Write every ``(path, labels, fractions, attrs)`` or none (tmp files, then renames)."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        for path, labels, fr, attrs in outputs:
+            tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+            written.append((tmp, path))
+            _write_labels_h5(tmp, labels, fr, attrs)
+    except OSError as exc:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise LabelInputError(
+            f"cannot write to --save_dir {save_dir}: {exc} (nothing was written)."
+        ) from exc
+    for tmp, path in written:
+        os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -826,6 +1033,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="halve the threshold for tumor slides with no positive patch",
     )
     p.add_argument("--tumor_value", type=int, default=2, help="mask value of tumor pixels")
+    p.add_argument(
+        "--wsi_dir",
+        default=None,
+        help="folder of the slides: checks each mask's size against its slide when the coords "
+        "files lack level0_width/height",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -851,8 +1064,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             relax_threshold=args.relax_threshold,
             progress=not args.no_progress,
             tumor_value=args.tumor_value,
+            wsi_dir=args.wsi_dir,
         )
-    except (LabelInputError, FileNotFoundError, ValueError) as exc:
+    except (LabelInputError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary_line(table, args.threshold))

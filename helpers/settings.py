@@ -24,8 +24,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when first needed: `python -m helpers.demo` starts fast
+    import torch
 
 DEMO_ENCODER = "demo_stats"
 DEFAULT_PATCH_DIR = "20x_512px_0px_overlap"
@@ -38,6 +40,13 @@ def _default_demo_dir() -> Path:
     if (repo / "pyproject.toml").exists():
         return repo / "data" / "demo"
     return Path.home() / "mil-book-data" / "demo"
+
+
+def demo_dir() -> Path:
+    """Where the demo cohort lives: ``MIL_BOOK_DEMO_DIR``, else ``<repo>/data/demo`` in a
+    source checkout, else ``~/mil-book-data/demo`` (``python -m helpers.demo`` writes there)."""
+    value = os.environ.get("MIL_BOOK_DEMO_DIR")
+    return Path(value).expanduser() if value else _default_demo_dir()
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ def load_settings() -> Settings:
     source = os.environ.get("MIL_BOOK_DATA", "demo").strip().lower()
     patch_dir = os.environ.get("MIL_BOOK_PATCH_DIR", DEFAULT_PATCH_DIR)
     if source == "demo":
-        root = Path(os.environ.get("MIL_BOOK_DEMO_DIR", _default_demo_dir())).expanduser()
+        root = demo_dir()
         return Settings(
             source="demo",
             wsi_dir=root / "wsis",
@@ -163,6 +172,8 @@ def load_settings() -> Settings:
 
 def get_device() -> torch.device:
     """The GPU when there is one (CUDA, then Apple MPS), else the CPU."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -175,6 +186,7 @@ def seed_everything(seed: int = 0) -> None:
     import random
 
     import numpy as np
+    import torch
 
     random.seed(seed)
     np.random.seed(seed)
@@ -186,6 +198,8 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
 
     Returns the :class:`Settings`; the device is ``get_device()``.
     """
+    import torch
+
     cfg = load_settings()
     if cfg.is_demo:
         from helpers.demo import ensure_cohort

@@ -139,6 +139,34 @@ def cache_dir(cfg: Settings) -> Path:
     return Path.home() / ".cache" / "mil-book" / "models"
 
 
+def data_fingerprint(dataset) -> str:
+    """A hash of every bag of ``dataset``: its name and the bytes, dtype and shape of each
+    tensor it holds (features ``X``, labels ``Y`` and ``y_inst``, ``coords``, ``adj``).
+
+    Replacing a features file, rebuilding the cohort with another seed or editing a label
+    changes it, so weights cached for other data are never loaded.
+    """
+    digest = hashlib.sha256()
+    names = list(dataset.get_bag_names()) if hasattr(dataset, "get_bag_names") else []
+    for i in range(len(dataset)):
+        bag = dataset[i]
+        digest.update(f"bag {names[i] if i < len(names) else i}".encode())
+        for key in sorted(bag.keys()):
+            value = bag[key]
+            if not isinstance(value, torch.Tensor):
+                digest.update(f"{key}={value!r}".encode())
+                continue
+            parts = [value]
+            if value.layout != torch.strided:  # sparse adjacency: its indices and values
+                value = value.coalesce()
+                parts = [value.indices(), value.values()]
+            for t in parts:
+                t = t.detach().cpu().contiguous()
+                digest.update(f"{key} {t.dtype} {tuple(t.shape)}".encode())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def train_or_load(
     cfg: Settings,
     name: str,
@@ -153,7 +181,8 @@ def train_or_load(
 
     ``make_model`` is called after seeding with ``train_kwargs["seed"]`` (default 0), so the
     initial weights do not depend on what ran before. The cache key covers the data
-    (encoder, slide names), the training loader (batch size, shuffling and its seed), the
+    (encoder, slide names and :func:`data_fingerprint` of both datasets: the features and
+    labels themselves), the training loader (batch size, shuffling and its seed), the
     model's architecture and the training settings, so a change in any of them trains
     afresh; ``retrain=True`` always trains. Returns ``(model, history)`` as
     :func:`train_model` does (a loaded model keeps the history of the run that trained it).
@@ -168,6 +197,10 @@ def train_or_load(
             "data": [cfg.source, str(cfg.trident_dir), cfg.encoder],
             "train": list(train_loader.dataset.get_bag_names()),
             "val": list(val_loader.dataset.get_bag_names()),
+            "content": [
+                data_fingerprint(train_loader.dataset),
+                data_fingerprint(val_loader.dataset),
+            ],
             "loader": [
                 train_loader.batch_size,
                 type(train_loader.sampler).__name__,

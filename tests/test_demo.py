@@ -227,42 +227,6 @@ def test_unwritable_folder_is_reported(tmp_path, monkeypatch):
         demo.make_cohort(tmp_path / "demo", quiet=True)
 
 
-SMALL = ((1, 1), (1, 1))
-
-
-def test_small_cohort_resumes_and_is_deterministic(tmp_path):
-    out = tmp_path / "mini"
-    demo.make_cohort(out, seed=7, sizes=SMALL, workers=1, quiet=True)
-    paths = demo.CohortPaths(out)
-    specs = demo.plan_cohort(7, SMALL)
-    tumour = next(s for s in specs if s.label == 1)
-    features = paths.features(tumour.name).read_bytes()
-    labels = paths.patch_labels(tumour.name).read_bytes()
-    stamp = paths.wsi(specs[0].name).stat().st_mtime_ns
-
-    # a complete cohort is found, not rebuilt
-    demo.make_cohort(out, seed=7, sizes=SMALL, quiet=True)
-    assert paths.wsi(specs[0].name).stat().st_mtime_ns == stamp
-
-    # an interrupted run: a slide's outputs gone, a stray partial file, no manifest
-    paths.features(tumour.name).unlink()
-    paths.wsi(tumour.name).unlink()
-    (paths.wsi(tumour.name).parent / ".x.partial-1.tif").write_bytes(b"junk")
-    manifest = json.loads((out / demo.MANIFEST).read_text())
-    (out / demo.MANIFEST).unlink()
-    (out / demo.IN_PROGRESS).write_text(
-        json.dumps({k: manifest[k] for k in ("seed", "version", "sizes")})
-    )
-    demo.make_cohort(out, seed=7, sizes=SMALL, workers=1, quiet=True)
-    assert (out / demo.MANIFEST).exists() and not (out / demo.IN_PROGRESS).exists()
-    assert paths.features(tumour.name).read_bytes() == features, "same seed, same bytes"
-    assert paths.patch_labels(tumour.name).read_bytes() == labels
-
-    # another seed on top of it must be asked for explicitly
-    with pytest.raises(demo.CohortError, match="--force"):
-        demo.make_cohort(out, seed=8, sizes=SMALL, quiet=True)
-
-
 def test_demo_features_match_a_fresh_run(tmp_path, demo_dir):
     """Regenerating one slide of the book's cohort elsewhere gives byte-identical features."""
     info = json.loads((demo_dir / demo.MANIFEST).read_text())
@@ -290,5 +254,5 @@ def test_two_processes_making_the_same_cohort(tmp_path):
     ]
     errors = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
-    assert (out / demo.MANIFEST).exists() and not (out / demo.IN_PROGRESS).exists()
+    assert json.loads((out / demo.MANIFEST).read_text())["complete"] is True
     assert len(demo.cohort_summary(out)) == 2
