@@ -14,6 +14,7 @@ from tensordict import TensorDict
 from torchmil.data import collate_fn
 from torchmil.datasets import TridentWSIDataset
 
+from helpers.labels import read_labels_csv
 from helpers.settings import Settings
 from helpers.trident import read_coords
 
@@ -39,40 +40,13 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
 
 
 def read_split(csv_path) -> pd.DataFrame:
-    """A labels CSV (``wsi_name,wsi_label``), checked: a ``ValueError`` naming the file for
-    missing columns, no rows, blank names or labels, labels other than 0/1, repeated names.
+    """A labels CSV (``wsi_name,wsi_label``), checked by ``helpers.labels.read_labels_csv``:
+    a ``ValueError`` naming the file (and the lines at fault) for an empty file, no rows,
+    missing columns, blank names or labels, labels other than 0/1, repeated names.
 
     The labels come back as ``int``.
     """
-    try:
-        table = pd.read_csv(csv_path)
-    except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"{csv_path} is empty (expected the header wsi_name,wsi_label).") from exc
-    missing = {"wsi_name", "wsi_label"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{csv_path} lacks the column(s) {sorted(missing)}")
-    if table.empty:
-        raise ValueError(f"{csv_path} has a header but no slides.")
-    blank = table["wsi_name"].isna() | (table["wsi_name"].astype(str).str.strip() == "")
-    if blank.any():
-        rows = (np.flatnonzero(blank) + 2).tolist()  # +2: 1-based, after the header
-        raise ValueError(f"{csv_path}: blank wsi_name on line(s) {rows[:10]}")
-    label = pd.to_numeric(table["wsi_label"], errors="coerce")
-    bad = label.isna() | ~label.isin([0, 1])
-    if bad.any():
-        shown = [
-            f"line {i + 2}: {table['wsi_name'].iloc[i]}={table['wsi_label'].iloc[i]}"
-            for i in np.flatnonzero(bad)[:5]
-        ]
-        raise ValueError(
-            f"{csv_path}: wsi_label must be 0 (normal) or 1 (tumour); {int(bad.sum())} row(s) "
-            f"are not: {'; '.join(shown)}"
-        )
-    table = table.assign(wsi_name=table["wsi_name"].astype(str), wsi_label=label.astype(int))
-    repeated = table["wsi_name"][table["wsi_name"].duplicated()].unique().tolist()
-    if repeated:
-        raise ValueError(f"{csv_path}: slide(s) listed more than once: {repeated[:5]}")
-    return table
+    return read_labels_csv(csv_path)
 
 
 def has_patch_labels(cfg: Settings, names: list[str] | None = None) -> bool:

@@ -244,13 +244,13 @@ def test_missing_coords_file_is_an_error_naming_the_folder(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("wsi_name,wsi_label\n", "no slides"),
+        ("wsi_name,wsi_label\n", "no rows"),
         ("", "empty"),
-        ("wsi_name,label\na,1\n", "lacks the column"),
+        ("wsi_name,label\na,1\n", "missing"),
         ("wsi_name,wsi_label\na,1\nb,\n", "must be 0"),
-        ("wsi_name,wsi_label\na,1\nb,2\n", "b=2"),
+        ("wsi_name,wsi_label\na,1\nb,2\n", "line 3: b,2"),
         ("wsi_name,wsi_label\na,1\nb,tumour\n", "must be 0"),
-        ("wsi_name,wsi_label\na,1\n,0\n", "blank wsi_name"),
+        ("wsi_name,wsi_label\na,1\n,0\n", "wsi_name is blank"),
         ("wsi_name,wsi_label\na,1\na,0\n", "more than once"),
     ],
 )
