@@ -87,6 +87,11 @@ def test_admonitions_become_titled_block_quotes():
     assert md(":::{warning}\n:class: dropdown\nCareful.\n:::").startswith("> **Warning**")
 
 
+def test_display_math_in_an_admonition_stays_on_one_quoted_line():
+    out = md(":::{note}\nSo\n$$\na = b\n+ c\n$$\nholds.\n:::")
+    assert out == "> **Note**\n>\n> So\n> $$a = b + c$$\n> holds."
+
+
 def test_nested_directives_and_fences_inside_them():
     out = md("::::{admonition} Outer\n:::{dropdown} Inner\n```\n:::\n```\n:::\n::::")
     assert out.startswith("> **Outer**") and "> <details>" in out
@@ -184,6 +189,9 @@ def test_no_myst_only_syntax_in_markdown(path: Path):
             continue
         prose = _prose(cell.source)
         found += [f"cell {i}: {kind}" for kind, rx in MYST_ONLY.items() if rx.search(prose)]
+        # A display equation opened on a quoted line must close on it (see the export).
+        quoted = [line for line in prose.splitlines() if line.startswith(">")]
+        found += [f"cell {i}: display math over quoted lines" for q in quoted if q.count("$$") % 2]
     assert not found, f"{path.name}: MyST-only syntax left (run `make notebooks`): {found}"
 
 

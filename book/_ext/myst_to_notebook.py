@@ -311,7 +311,15 @@ class _Converter:
         title = argument or ADMONITIONS[name]
         if not title:
             raise self.error(f"line {where}: {{admonition}} needs a title")
-        quoted = [f"> {line}" if line.strip() else ">" for line in content]
+        # Jupyter finds $$...$$ in the cell's raw text, before markdown: a display equation
+        # spread over quoted lines would carry the "> " prefixes into the TeX. One line each.
+        body_text = re.sub(
+            r"\$\$(.+?)\$\$",
+            lambda m: "$$" + " ".join(m.group(1).split()) + "$$",
+            "\n".join(content),
+            flags=re.S,
+        )
+        quoted = [f"> {line}" if line.strip() else ">" for line in body_text.split("\n")]
         return [f"> **{self.inline(title)}**", ">", *quoted]
 
     def convert(self, lines: list[str], offset: int = 0) -> list[str]:
