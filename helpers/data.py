@@ -61,13 +61,23 @@ def has_patch_labels(cfg: Settings, names: list[str] | None = None) -> bool:
 
 
 def patch_labels_hint(cfg: Settings) -> str:
-    """A message for cells that need patch labels: none were found, and how to make them."""
+    """A message for cells that need patch labels: none were found, and how to make them
+    (the ``python -m helpers.labels`` command, with the reader's folders filled in)."""
+    sources = " ".join(
+        f"--{flag} {folder if folder is not None else placeholder}"
+        for flag, folder, placeholder in (
+            ("masks_dir", cfg.mask_dir, "MASKS"),
+            ("annotations_dir", cfg.annotations_dir, "XMLS"),
+        )
+    )
+    commands = "\n".join(
+        f"  python -m helpers.labels --csv_path {csv} --coords_dir {cfg.coords_dir} "
+        f"--save_dir {cfg.patch_labels_dir} {sources}"
+        for csv in (cfg.train_csv, cfg.test_csv)
+    )
     return (
-        f"No patch labels in {cfg.patch_labels_dir}: this needs them. Make them from the "
-        "tumour masks or XML annotations (README step 3, Chapter 1):\n"
-        f"  python -m helpers.labels --csv_path {cfg.train_csv} --coords_dir {cfg.coords_dir} "
-        f"--save_dir {cfg.patch_labels_dir} --masks_dir MASKS --annotations_dir XMLS\n"
-        "and the same with --csv_path for the test CSV."
+        f"No patch labels in {cfg.patch_labels_dir}: this part needs them. Make them from "
+        f"the tumour masks or XML annotations (README step 3, Chapter 1):\n{commands}"
     )
 
 
