@@ -537,16 +537,31 @@ def synthetic_features(
 # the folder
 
 
-def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
-    """Write one slide, its mask / XML, thumbnail, coords and features; return its row."""
-    import openslide
+def spec(name: str) -> Spec:
+    """The :class:`Spec` of slide ``name``."""
+    return {s.name: s for s in plan()}[name]
 
+
+def _geometry(spec: Spec) -> tuple[Geometry, np.random.Generator]:
     index = [s.name for s in plan()].index(spec.name)
     rng = np.random.default_rng([SEED, index])
     width, height = _slide_size(spec, rng)
     tissue = _tissue_map(spec, rng, width, height)
     tumour, holes = _place_lesion(spec, rng, tissue)
-    geo = Geometry(width, height, tissue, tumour, holes)
+    return Geometry(width, height, tissue, tumour, holes), rng
+
+
+def slide_geometry(spec: Spec) -> Geometry:
+    """Tissue map and lesion polygons of a slide, as drawn into its files."""
+    return _geometry(spec)[0]
+
+
+def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
+    """Write one slide, its mask / XML, thumbnail, coords and features; return its row."""
+    import openslide
+
+    geo, rng = _geometry(spec)
+    width, height = geo.width, geo.height
     fmt = spec.fmt
     n_levels = _n_levels(fmt, width, height)
     wsi = out / "wsis" / f"{spec.name}{fmt.suffix}"
@@ -559,7 +574,7 @@ def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
             out / "masks" / f"{spec.name}_mask.tif", geo, mask_fmt, mask_levels, None, "mask"
         )
     if spec.source in ("xml", "both"):
-        write_asap_xml(out / "annotations" / f"{spec.name}.xml", tumour, holes)
+        write_asap_xml(out / "annotations" / f"{spec.name}.xml", geo.tumour, geo.holes)
 
     job = out / "trident_processed"
     with openslide.OpenSlide(str(wsi)) as slide:
