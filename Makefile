@@ -1,7 +1,8 @@
 # Build, test and lint the book. GNU make.
 #
 #   make book    install, make the demo cohort, execute every chapter, build book/_build/html
-#   make test    unit tests, every notebook end-to-end (nbval), the book, the site check
+#   make test    unit tests, every notebook end-to-end (nbval) on the demo cohort and on the
+#                rehearsal folders (tests/rehearsal.py), the book, the site check
 #   make lint    ruff check + ruff format --check
 #
 # VENV=/path/to/venv picks another virtual environment; PYTHON is used to create it.
@@ -24,7 +25,7 @@ define timed
 	echo "==> $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 endef
 
-.PHONY: install venv cohort notebooks sync-check book test unit-tests nbval site-test \
+.PHONY: install venv cohort rehearsal notebooks sync-check book test unit-tests nbval site-test \
 	lint format clean distclean
 
 install venv: $(STAMP)
@@ -81,6 +82,17 @@ UNIT_CMD = $(PY) -m pytest -m "not site" tests
 NBVAL_CMD = $(PY) -m pytest -p no:cacheprovider --nbval-lax \
 	--nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) notebooks/
 BOOK_CMD = $(VENV)/bin/jupyter-book build book $(JB_FLAGS)
+# The rehearsal folders (tests/rehearsal.py): shaped like a reader's CAMELYON16 + TRIDENT
+# outputs, with and without patch_labels/. The script makes a folder when it is missing or
+# stale and prints `export MIL_BOOK_...` lines, so every chapter runs on it a second time.
+REHEARSAL_DIR ?= data/rehearsal
+REHEARSAL_NOLABELS_DIR ?= data/rehearsal-nolabels
+# (`v=$$(...) &&` so that a failing script stops the pass instead of leaving the demo settings)
+REHEARSAL_ENV = v="$$($(PY) tests/rehearsal.py --out $(REHEARSAL_DIR))" && eval "$$v"
+REHEARSAL_NOLABELS_ENV = v="$$($(PY) tests/rehearsal.py --out $(REHEARSAL_NOLABELS_DIR) \
+	--no-patch-labels)" && eval "$$v"
+NBVAL_REHEARSAL_CMD = $(REHEARSAL_ENV) && $(NBVAL_CMD)
+NBVAL_NOLABELS_CMD = $(REHEARSAL_NOLABELS_ENV) && $(NBVAL_CMD)
 SITE_CMD = $(PY) -m pytest -m site tests/test_site.py
 
 book: $(STAMP) cohort
@@ -89,17 +101,25 @@ book: $(STAMP) cohort
 unit-tests: $(STAMP)
 	$(call timed,unit tests,$(UNIT_CMD))
 
-nbval: $(STAMP) cohort
+rehearsal: $(STAMP)
+	$(call timed,rehearsal folders,$(REHEARSAL_ENV) && $(REHEARSAL_NOLABELS_ENV))
+
+nbval: $(STAMP) cohort rehearsal
 	$(call timed,notebooks end-to-end (nbval),$(NBVAL_CMD))
+	$(call timed,notebooks end-to-end on the rehearsal folder (nbval),$(NBVAL_REHEARSAL_CMD))
+	$(call timed,notebooks end-to-end without patch labels (nbval),$(NBVAL_NOLABELS_CMD))
 
 site-test: $(STAMP)
 	$(call timed,site check (headless chromium),$(SITE_CMD))
 
-# The README's test command: unit tests, every notebook end-to-end, the book (which executes
-# every chapter again, as the site shows it), then the built site in headless Chromium.
-test: $(STAMP) cohort
+# The README's test command: unit tests, every notebook end-to-end (on the demo cohort, then
+# on the rehearsal folders with and without patch labels), the book (which executes every
+# chapter again, as the site shows it), then the built site in headless Chromium.
+test: $(STAMP) cohort rehearsal
 	$(call timed,unit tests,$(UNIT_CMD))
 	$(call timed,notebooks end-to-end (nbval),$(NBVAL_CMD))
+	$(call timed,notebooks end-to-end on the rehearsal folder (nbval),$(NBVAL_REHEARSAL_CMD))
+	$(call timed,notebooks end-to-end without patch labels (nbval),$(NBVAL_NOLABELS_CMD))
 	$(call timed,jupyter-book build,$(BOOK_CMD))
 	$(call timed,site check (headless chromium),$(SITE_CMD))
 	@echo "==> make test: all steps passed"

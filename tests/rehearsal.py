@@ -30,7 +30,8 @@ Usage::
 
     python tests/rehearsal.py --out data/rehearsal [--no-patch-labels]
 
-prints the ``MIL_BOOK_*`` variables that point the book at the folder;
+prints (on stdout; progress goes to stderr) ``export MIL_BOOK_...=...`` lines that point the
+book at the folder, so ``eval "$(python tests/rehearsal.py --out DIR)"`` sets them;
 :func:`make_rehearsal` returns them as a dict.
 """
 
@@ -40,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -670,7 +672,7 @@ def _make_slides(root: Path, tumour_dir: np.ndarray, workers: int | None, quiet:
             rows = [f.result() for f in futures]
     if not quiet:
         for r in rows:
-            print(f"  {r['name']:<11} {r['n_patches']:>6} patches", flush=True)
+            print(f"  {r['name']:<11} {r['n_patches']:>6} patches", file=sys.stderr)
     return rows
 
 
@@ -734,7 +736,9 @@ def make_rehearsal(
         if tmp.exists():
             shutil.rmtree(tmp)
     if not quiet:
-        print(f"rehearsal folder ready in {out} ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"rehearsal folder ready in {out} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr
+        )
     return environment(out)
 
 
@@ -781,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = make_rehearsal(Path(args.out), patch_labels=not args.no_patch_labels, quiet=False)
     for k, v in env.items():
-        print(f"export {k}={v}")
+        print(f"export {k}={shlex.quote(v)}")
     return 0
 
 
