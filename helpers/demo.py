@@ -700,8 +700,8 @@ def _check_arguments(seed, workers, sizes) -> None:
 
 def _partial_files(root: Path) -> list[Path]:
     """Temporary files of :func:`helpers.fileio.atomic_path` left by a killed build."""
-    found = []
-    for folder in [root, *(root / name for name in MANAGED)]:
+    found = [p for p in root.glob(".*.partial-*") if p.is_file()]
+    for folder in (root / name for name in MANAGED):
         if folder.is_dir():
             found += [p for p in folder.rglob(".*.partial-*") if p.is_file()]
     return found
