@@ -593,7 +593,7 @@ def _check_mask_size(slide, level0_size, mask) -> None:
         raise LabelInputError(
             f"mask {name} is {slide.dimensions[0]}x{slide.dimensions[1]} at level 0 but the "
             f"slide is {level0_size[0]}x{level0_size[1]} (level0_width/height of the coords "
-            "file): is it the mask of another slide?"
+            "file, else the slide in --wsi_dir): is it the mask of another slide?"
         )
 
 

@@ -1,0 +1,254 @@
+"""helpers.labels under bad input: no silent all-zero labels, clear messages, all-or-nothing
+writes (issue 9). Small synthetic slides: 512 x 512 px, 64-px patches."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from helpers import labels as L
+from helpers.demo import aperio_description, pyramid_levels, write_pyramid
+
+P = 64  # patch_size_level0
+SIZE = 512
+
+
+def write_mask(path: Path, mask0: np.ndarray) -> Path:
+    levels = pyramid_levels(mask0, 2, cv2.INTER_NEAREST)
+    write_pyramid(path, levels, None, photometric="minisblack", compression="zlib")
+    return path
+
+
+def write_slide(path: Path, width: int, height: int) -> Path:
+    rgb = np.full((height, width, 3), 230, np.uint8)
+    write_pyramid(
+        path,
+        pyramid_levels(rgb, 2, cv2.INTER_AREA),
+        aperio_description(width, height),
+        photometric="rgb",
+        compression="jpeg",
+    )
+    return path
+
+
+def write_coords(path: Path, size_attrs: bool = True) -> np.ndarray:
+    xs, ys = np.meshgrid(np.arange(0, SIZE, P), np.arange(0, SIZE, P))
+    coords = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.int64)
+    attrs = {"patch_size": P, "patch_size_level0": P, "overlap": 0}
+    if size_attrs:
+        attrs |= {"level0_width": SIZE, "level0_height": SIZE}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("coords", data=coords).attrs.update(attrs)
+    return coords
+
+
+def tumour_mask(tumour_value: int, shape=(SIZE, SIZE)) -> np.ndarray:
+    mask = np.ones(shape, np.uint8) if tumour_value != 1 else np.zeros(shape, np.uint8)
+    mask[128:320, 128:320] = tumour_value  # 9 whole patches
+    return mask
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """normal_001 and tumor_001 with coords (size attributes), a book-style mask (2 = tumour)."""
+    coords_dir = tmp_path / "patches"
+    for name in ("normal_001", "tumor_001"):
+        write_coords(coords_dir / f"{name}_patches.h5")
+    (tmp_path / "masks").mkdir()
+    write_mask(tmp_path / "masks" / "tumor_001_mask.tif", tumour_mask(2))
+    csv = tmp_path / "labels.csv"
+    csv.write_text("wsi_name,wsi_label\nnormal_001,0\ntumor_001,1\n")
+    return tmp_path
+
+
+def run(folder: Path, **kw):
+    args = {
+        "csv_path": folder / "labels.csv",
+        "coords_dir": folder / "patches",
+        "save_dir": folder / "out",
+        "masks_dir": folder / "masks",
+        "patch_size": P,
+        "progress": False,
+    } | kw
+    return L.label_folder(**args)
+
+
+def cli(folder: Path, *extra: str) -> list[str]:
+    return [
+        "--csv_path",
+        str(folder / "labels.csv"),
+        "--coords_dir",
+        str(folder / "patches"),
+        "--save_dir",
+        str(folder / "out"),
+        "--masks_dir",
+        str(folder / "masks"),
+        "--patch_size",
+        str(P),
+        "--no_progress",
+        *extra,
+    ]
+
+
+def test_the_good_case(folder):
+    table = run(folder)
+    assert table.set_index("name").n_positive.to_dict() == {"normal_001": 0, "tumor_001": 9}
+
+
+def test_binary_mask_with_the_default_tumor_value_is_an_error(folder, capsys):
+    write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(1))
+    with pytest.raises(L.LabelInputError) as err:
+        run(folder)
+    msg = str(err.value)
+    assert "tumor_001" in msg and "no pixel of value 2" in msg
+    assert "--tumor_value 1" in msg and "nothing was written" in msg
+    assert not (folder / "out").exists() or not any((folder / "out").iterdir())
+    assert L.main(cli(folder)) == 2
+    assert "--tumor_value 1" in capsys.readouterr().err
+    # with the right value it labels the tumour
+    assert L.main(cli(folder, "--tumor_value", "1")) == 0
+    with h5py.File(folder / "out" / "tumor_001.h5") as f:
+        assert int(f["patch_labels"][:].sum()) == 9
+
+
+def test_mask_size_is_checked_against_the_slide_without_size_attributes(folder):
+    write_coords(folder / "patches" / "tumor_001_patches.h5", size_attrs=False)
+    (folder / "wsis").mkdir()
+    for name in ("normal_001", "tumor_001"):
+        write_slide(folder / "wsis" / f"{name}.tif", SIZE, SIZE)
+    # a mask of another slide, larger: every patch lies on it, so only the slide can tell
+    write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(2, (SIZE + 128, SIZE + 64)))
+    with pytest.raises(L.LabelInputError, match="the slide is 512x512.*mask of another slide"):
+        run(folder, wsi_dir=folder / "wsis")
+    # without the slides it cannot be checked: a warning says so and how to check
+    with pytest.warns(UserWarning, match="--wsi_dir"):
+        run(folder)
+    # a smaller mask leaves patches beyond it: an error even without the slides
+    write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(2, (SIZE - 128, SIZE)))
+    with pytest.raises(L.LabelInputError, match="lie beyond it"):
+        run(folder)
+    # the right mask passes the check against the slide
+    write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run(folder, wsi_dir=folder / "wsis").n_positive.sum() == 9
+
+
+@pytest.mark.parametrize(("size", "level"), [(0, 0), (-64, 0), (64, -1)])
+def test_patch_size_must_be_positive(folder, size, level, capsys):
+    with pytest.raises(L.LabelInputError, match="--patch_(size|level) must be"):
+        run(folder, patch_size=size, patch_level=level)
+    argv = cli(folder, "--patch_level", str(level))
+    argv[argv.index("--patch_size") + 1] = str(size)
+    assert L.main(argv) == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_save_dir_that_is_a_file(folder, capsys):
+    (folder / "out").write_text("not a folder")
+    with pytest.raises(L.LabelInputError, match="is a file, not a folder"):
+        run(folder)
+    assert L.main(cli(folder)) == 2
+    assert "--save_dir" in capsys.readouterr().err
+    assert (folder / "out").read_text() == "not a folder"
+
+
+def test_save_dir_that_is_not_writable(folder, monkeypatch, capsys):
+    """Faked with os.access (the test-suite may run as root, who can write anywhere)."""
+    (folder / "out").mkdir()
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m, **k: False if Path(p) == folder / "out" else real(p, m)
+    )
+    with pytest.raises(L.LabelInputError, match="not readable and writable"):
+        run(folder)
+    assert L.main(cli(folder)) == 2
+    assert "--save_dir" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_nothing(folder, monkeypatch):
+    (folder / "out").mkdir()
+    (folder / "out" / "normal_001.h5").write_bytes(b"older labels")
+    real = L._write_labels_h5
+    calls = []
+
+    def fail_second(path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, *args)
+
+    monkeypatch.setattr(L, "_write_labels_h5", fail_second)
+    with pytest.raises(L.LabelInputError, match="No space left.*nothing was written"):
+        run(folder)
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["normal_001.h5"]
+    assert (folder / "out" / "normal_001.h5").read_bytes() == b"older labels"
+
+
+def write_xml(path: Path, group: str | None) -> Path:
+    ann = ""
+    if group is not None:
+        pts = [(128, 128), (320, 128), (320, 320), (128, 320)]
+        coords = "".join(
+            f'<Coordinate Order="{i}" X="{x}" Y="{y}" />' for i, (x, y) in enumerate(pts)
+        )
+        ann = (
+            f'<Annotation Name="A" Type="Polygon" PartOfGroup="{group}">'
+            f"<Coordinates>{coords}</Coordinates></Annotation>"
+        )
+    path.write_text(f"<ASAP_Annotations><Annotations>{ann}</Annotations></ASAP_Annotations>")
+    return path
+
+
+@pytest.mark.parametrize(("group", "found"), [("Lymphocytes", "Lymphocytes"), (None, "no annot")])
+def test_xml_without_a_tumour_group_is_an_error(folder, group, found):
+    (folder / "masks" / "tumor_001_mask.tif").unlink()
+    (folder / "xml").mkdir()
+    write_xml(folder / "xml" / "tumor_001.xml", group)
+    with pytest.raises(L.LabelInputError, match="no tumor polygon") as err:
+        run(folder, annotations_dir=folder / "xml")
+    assert found in str(err.value) and "tumor_001.xml" in str(err.value)
+    assert not (folder / "out").exists()
+    write_xml(folder / "xml" / "tumor_001.xml", "Tumor")
+    assert run(folder, annotations_dir=folder / "xml").n_positive.sum() == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("wsi_name,wsi_label\n", "has a header but no rows"),
+        ("wsi_name,wsi_label\nnormal_001,\n", r"line 2: normal_001,\(blank label\)"),
+        ("wsi_name,wsi_label\nnormal_001,2\n", "line 2: normal_001,2"),
+        ("wsi_name,wsi_label\nnormal_001,0\ntumor_001,yes\n", "line 3: tumor_001,yes"),
+        ("wsi_name,wsi_label\n,1\n", "wsi_name is blank"),
+        ("wsi_name,wsi_label\na,0\na,1\n", "more than once"),
+        ("name,label\na,0\n", "needs columns wsi_name,wsi_label"),
+    ],
+)
+def test_labels_csv_is_validated(folder, text, message, capsys):
+    csv = folder / "labels.csv"
+    csv.write_text(text)
+    with pytest.raises(L.LabelInputError, match=message) as err:
+        L.read_labels_csv(csv)
+    assert str(csv) in str(err.value)
+    assert L.main(cli(folder)) == 2
+    assert str(csv) in capsys.readouterr().err
+
+
+def test_read_labels_csv_types():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "l.csv"
+        csv.write_text("wsi_name,wsi_label\n 001 ,1.0\nb,0\n")
+        table = L.read_labels_csv(csv)
+    assert table.wsi_name.tolist() == ["001", "b"]
+    assert table.wsi_label.tolist() == [1, 0] and table.wsi_label.dtype.kind == "i"
