@@ -381,7 +381,7 @@ def test_train_or_load_trains_once_then_loads(small_splits, demo_settings, monke
     first, hist1 = train_or_load(demo_settings, "t", make, *loaders(), epochs=2, device="cpu")
     files = sorted(tmp_path.glob("t-*.pt"))
     assert len(files) == 1
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob(".*.partial-*")), "no temporary file is left"
 
     def no_training(*args, **kwargs):
         raise AssertionError("train_or_load trained although the weights were cached")
