@@ -1,17 +1,37 @@
 """TRIDENT's processing steps, small enough to read: segment, patch, encode.
 
-For real slides run TRIDENT itself (see the README); these functions do the same steps
-on any slide openslide opens and write the same files, so the book can show each step and
-the demo cohort is made the way TRIDENT makes CAMELYON16's:
+For real slides run TRIDENT itself (see the README); these functions re-implement the same
+steps of TRIDENT v0.3.0 (``run_batch_of_slides.py --segmenter otsu``) on any slide openslide
+opens and write the same files, so the book can show each step and the demo cohort is made
+the way TRIDENT makes CAMELYON16's:
 
-1. :func:`segment_tissue` — Otsu threshold on the saturation of a low-resolution level
-   (TRIDENT's ``--segmenter otsu``), cleaned with a median blur and a morphological close;
+1. :func:`segment_tissue` — TRIDENT's ``otsu`` segmenter: the slide read at 1.25x in tiles
+   of 512 px; in each tile, near-grey and dark pixels whitened, an Otsu threshold of the
+   greyscale image (specks under 60 px dropped), a second Otsu pass on the tissue found,
+   holes under 5,000 px filled; then, as TRIDENT's contour step does, the mask resized to
+   2,000 px high, holes filled and pieces of 1,000 px or less dropped;
 2. :func:`patch_grid` — the ``patch_size_level0`` grid from (0, 0), keeping cells that
-   touch tissue;
+   touch tissue, row by row (by y, then x), as TRIDENT orders them;
 3. :func:`extract_features` — every patch read at the target magnification from the
-   pyramid and passed through a patch encoder.
+   pyramid (black beyond the slide's edge, as TRIDENT reads it) and passed through a
+   patch encoder.
 
-File layout and h5 attributes follow TRIDENT v0.3 (``{mag}x_{patch_size}px_{overlap}px_overlap``).
+File layout and h5 attributes follow TRIDENT v0.3.0 (``{mag}x_{patch_size}px_{overlap}px_overlap``;
+``patch_size_level0`` and ``target_magnification`` stored as floats; ``name``, ``savetodir``
+and ``encoder`` on the ``features`` dataset).
+
+Where this module still differs from TRIDENT v0.3.0, and why:
+
+- TRIDENT's default segmenter is ``hest`` (a neural network with downloaded weights); only
+  ``--segmenter otsu`` is re-implemented here (no weights, CPU only).
+- TRIDENT turns the mask into polygons (simplified by 128 level-0 px) and keeps the grid
+  cells whose square intersects them; here the cells are tested against the filled mask
+  itself (a summed-area table), which differs by at most a mask pixel along the outline.
+- TRIDENT truncates a level's downsample to an integer when it sizes the region it reads
+  (``int(1.9997) == 1`` reads twice the area on a level whose size was rounded); here the
+  level's true downsample is used.
+- TRIDENT reads ``coords`` with ``read_coords(path) -> (attrs, coords)``; this package's
+  :func:`helpers.labels.read_coords` returns ``(coords, attrs)``.
 """
 
 from __future__ import annotations
@@ -54,28 +74,194 @@ def to_rgb(rgba: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def segment_tissue(
-    slide: openslide.OpenSlide, target_downsample: float = 32.0, min_area: float = 0.002
-) -> tuple[np.ndarray, float]:
-    """Tissue mask of a low-resolution level by Otsu on the HSV saturation.
+#: TRIDENT's otsu segmenter: magnification and tile size it segments at.
+SEG_MAGNIFICATION, SEG_TILE = 1.25, 512
+#: TRIDENT's contour step resizes the mask to this height before finding contours.
+CONTOUR_HEIGHT = 2000
+#: Pieces of tissue of this area or less (px, on the 2,000-px-high mask) are dropped.
+MIN_CONTOUR_AREA = 1000
+#: Inside a tile: specks under this many pixels after the first pass are dropped, holes under
+#: this many pixels after the second are filled (4-connected, at 1.25x).
+MIN_SPECK, MAX_HOLE = 60, 5000
 
-    Arguments:
-        slide: an open slide.
-        target_downsample: the level used is the one closest to this downsample.
-        min_area: drop pieces smaller than this fraction of the level's area.
+
+def slide_mpp(slide: openslide.OpenSlide) -> float:
+    """Level-0 microns per pixel, looked up as TRIDENT does (rounded to 4 decimals).
+
+    Raises ``ValueError`` when the slide carries none (TRIDENT then needs the mpp given).
+    """
+    props = slide.properties
+    for key in (
+        openslide.PROPERTY_NAME_MPP_X,
+        "openslide.mirax.MPP",
+        "aperio.MPP",
+        "hamamatsu.XResolution",
+        "openslide.comment",
+    ):
+        try:
+            return round(float(props[key]), 4)
+        except (KeyError, ValueError):
+            continue
+    res, unit = props.get("tiff.XResolution"), props.get("tiff.ResolutionUnit", "")
+    per_unit = {"centimeter": 10000.0, "inch": 25400.0}.get(unit.lower())
+    if res and per_unit:
+        return round(per_unit / float(res), 4)
+    raise ValueError("The slide has no mpp (microns per pixel) in its metadata.")
+
+
+def level0_magnification(slide: openslide.OpenSlide) -> int:
+    """Level-0 magnification as TRIDENT infers it: from the mpp when there is one
+    (< 0.16: 80, < 0.2: 60, < 0.3: 40, < 0.6: 20, < 1.2: 10, < 2.4: 5), else the objective
+    power. CAMELYON16's slides (0.243 and 0.226 mpp, no objective power) give 40."""
+    try:
+        mpp = slide_mpp(slide)
+    except ValueError:
+        power = slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
+        if power:
+            return int(float(power))
+        raise ValueError(
+            "The slide has neither mpp nor objective power; cannot infer its magnification."
+        ) from None
+    for bound, mag in ((0.16, 80), (0.2, 60), (0.3, 40), (0.6, 20), (1.2, 10), (2.4, 5)):
+        if mpp < bound:
+            return mag
+    raise ValueError(f"mpp {mpp} is too coarse for a whole-slide image.")
+
+
+def best_level(slide: openslide.OpenSlide, downsample: float, tolerance: float = 0.1) -> int:
+    """TRIDENT's choice of level for a downsample: one within ``tolerance`` of it, else the
+    coarsest level finer than it (the region read there is then resized)."""
+    downsamples = slide.level_downsamples
+    for level, ds in enumerate(downsamples):
+        if abs(ds - downsample) <= tolerance:
+            return level
+    finer = [level for level, ds in enumerate(downsamples) if ds <= downsample]
+    return finer[-1] if finer else 0
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of float ``values`` on a ``bins``-bin histogram spanning their range
+    (the threshold is a bin centre; a constant input returns its value)."""
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        return lo
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    centres = (edges[:-1] + edges[1:]) / 2
+    hist = hist.astype(np.float64)
+    w0 = np.cumsum(hist)  # pixels at or below each bin
+    w1 = np.cumsum(hist[::-1])[::-1]  # pixels at or above each bin
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.cumsum((hist * centres)[::-1]) / np.maximum(w1[::-1], 1))[::-1]
+    between = w0[:-1] * w1[1:] * (m0[:-1] - m1[1:]) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """Luminance in [0, 255] (ITU-R 709 weights, as scikit-image's ``rgb2gray``)."""
+    return rgb.astype(np.float64) @ np.array([0.2125, 0.7154, 0.0721])
+
+
+def _drop_small(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """``mask`` without its 4-connected pieces of fewer than ``min_size`` pixels."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_size
+    keep[0] = False
+    return keep[lab] & mask
+
+
+def tissue_in_tile(rgb: np.ndarray) -> np.ndarray:
+    """TRIDENT's two-pass Otsu on one RGB uint8 tile ``(h, w, 3)``: bool tissue ``(h, w)``.
+
+    1. pure-black pixels (padding beyond the slide) become white;
+    2. grey pixels (HSV saturation <= 10 and value >= 70) and dark ones (value <= 85) are
+       whitened, the tile is turned to greyscale, and tissue is what lies below its Otsu
+       threshold; pieces under 60 px are dropped;
+    3. outside that tissue the tile is whitened (where a channel is not 0), and the Otsu
+       threshold of the greyscale is taken again, now over the tissue's own colours;
+       holes under 5,000 px are filled.
+    """
+    tile = rgb.copy()
+    tile[(tile == 0).all(axis=-1)] = 255
+    hsv = cv2.cvtColor(tile, cv2.COLOR_RGB2HSV)
+    grey_or_dark = ((hsv[..., 1] <= 10) & (hsv[..., 2] >= 70)) | (hsv[..., 2] <= 85)
+    whitened = tile.copy()
+    whitened[grey_or_dark] = 255
+    g = _grey(whitened)
+    first = _drop_small(g < otsu_threshold(g), MIN_SPECK)
+    kept = np.where(first[..., None], tile, np.where(tile > 0, 255, 0)).astype(np.uint8)
+    g = _grey(kept)
+    second = g < otsu_threshold(g)
+    holes = _drop_small(~second, MAX_HOLE)  # background pieces that are large enough
+    return second | (~second & ~holes)
+
+
+def segment_tissue(
+    slide: openslide.OpenSlide,
+    magnification: float = SEG_MAGNIFICATION,
+    tile_size: int = SEG_TILE,
+    min_area: float = MIN_CONTOUR_AREA,
+) -> tuple[np.ndarray, float]:
+    """Tissue mask by TRIDENT's ``otsu`` segmenter (see :func:`tissue_in_tile`).
+
+    The slide is read at ``magnification`` (1.25x: 8 um/px) in tiles of ``tile_size`` px
+    from the level TRIDENT would read (:func:`best_level`), each tile segmented on its own
+    (its own thresholds). The stitched mask is then treated as TRIDENT's contour step
+    treats it: resized to 2,000 px high, holes filled, and pieces of ``min_area`` px or
+    less (at that size) dropped.
 
     Returns:
-        ``(mask, downsample)``: bool ``(height, width)`` at that level, and its downsample.
+        ``(mask, downsample)``: bool ``(height, width)`` mask (2,000 px high) and the
+        level-0 pixels per mask pixel.
     """
-    level = slide.get_best_level_for_downsample(target_downsample)
-    rgb = read_level(slide, level)
-    sat = cv2.medianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1], 7)
-    _, mask = cv2.threshold(sat, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    keep = np.zeros(n, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area * mask.size
-    return keep[lab], float(slide.level_downsamples[level])
+    mpp = slide_mpp(slide)
+    seg_ds = (10.0 / magnification) / mpp  # level-0 px per px at the segmentation scale
+    width0, height0 = slide.dimensions
+    out_w, out_h = int(round(width0 / seg_ds)), int(round(height0 / seg_ds))
+    level = best_level(slide, seg_ds)
+    level_ds = slide.level_downsamples[level]
+    lw, lh = slide.level_dimensions[level]
+    # the whole level once (black beyond the edge, as TRIDENT reads), then cut into tiles
+    rgba = np.asarray(slide.read_region((0, 0), level, (lw, lh)))
+    image = np.where(rgba[..., 3:] > 0, rgba[..., :3], 0).astype(np.uint8)
+    step0 = round(tile_size * seg_ds)  # tile side in level-0 px
+    side = round(step0 / level_ds)  # ... and on the level read
+    mask = np.zeros((out_h, out_w), np.uint8)
+    for y0 in range(0, height0, step0):
+        for x0 in range(0, width0, step0):
+            lx, ly = int(round(x0 / level_ds)), int(round(y0 / level_ds))
+            region = np.zeros((side, side, 3), np.uint8)
+            crop = image[ly : ly + side, lx : lx + side]
+            region[: crop.shape[0], : crop.shape[1]] = crop
+            if side != tile_size:
+                region = cv2.resize(region, (tile_size, tile_size), interpolation=cv2.INTER_LINEAR)
+            tx, ty = int(round(x0 / seg_ds)), int(round(y0 / seg_ds))
+            piece = tissue_in_tile(region)[: out_h - ty, : out_w - tx]
+            mask[ty : ty + piece.shape[0], tx : tx + piece.shape[1]] |= piece.astype(np.uint8)
+    return _fill_and_drop(mask * 255, min_area), seg_ds * out_h / CONTOUR_HEIGHT
+
+
+def _fill_and_drop(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """TRIDENT's contour step on a uint8 mask: resized (bilinear) to 2,000 px high; every
+    outermost outline whose area minus its holes' exceeds ``min_area`` px is kept, filled.
+
+    Returns:
+        bool ``(2000, round(width * 2000 / height))``.
+    """
+    h, w = mask.shape
+    scale = CONTOUR_HEIGHT / h
+    small = cv2.resize(mask, (int(round(w * scale)), int(round(h * scale))))
+    contours, hierarchy = cv2.findContours(small, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    out = np.zeros(small.shape, np.uint8)
+    if hierarchy is None:
+        return out.astype(bool)
+    parent = hierarchy[0][:, 3]
+    keep = []
+    for i in np.flatnonzero(parent == -1):
+        holes = sum(cv2.contourArea(contours[j]) for j in np.flatnonzero(parent == i))
+        if cv2.contourArea(contours[i]) - holes > min_area:
+            keep.append(contours[i])
+    cv2.drawContours(out, keep, -1, 1, thickness=cv2.FILLED)
+    return out.astype(bool)
 
 
 def patch_grid(
@@ -94,9 +280,11 @@ def patch_grid(
             ``patch_size_level0 - overlap`` and starts at (0, 0).
 
     Returns:
-        int64 ``(n_patches, 2)`` rows of ``(x, y)``, sorted by x then y.
+        int64 ``(n_patches, 2)`` rows of ``(x, y)``, row by row (sorted by y, then x) as
+        TRIDENT orders them.
     """
-    step = patch_size_level0 - overlap
+    patch_size_level0 = int(round(patch_size_level0))  # TRIDENT stores it as a float
+    step = patch_size_level0 - int(overlap)
     width, height = level0_size
     xs = np.arange(0, width, step)
     ys = np.arange(0, height, step)
@@ -110,9 +298,8 @@ def patch_grid(
     x0, x1 = edges(xs, w), edges(xs + patch_size_level0 + downsample - 1, w)
     y0, y1 = edges(ys, h), edges(ys + patch_size_level0 + downsample - 1, h)
     counts = sat[y1][:, x1] - sat[y1][:, x0] - sat[y0][:, x1] + sat[y0][:, x0]
-    iy, ix = np.nonzero(counts > 0)
-    coords = np.stack([xs[ix], ys[iy]], axis=1).astype(np.int64)
-    return coords[np.lexsort((coords[:, 1], coords[:, 0]))]
+    iy, ix = np.nonzero(counts > 0)  # row-major: by y, then x
+    return np.stack([xs[ix], ys[iy]], axis=1).astype(np.int64)
 
 
 def coords_attributes(
@@ -123,14 +310,20 @@ def coords_attributes(
     target_magnification: float = 20.0,
     overlap: int = 0,
 ) -> dict:
-    """The attributes TRIDENT stores on ``coords`` (formats.md)."""
-    level0_mag = objective_power(slide)
+    """The attributes TRIDENT v0.3.0 stores on ``coords``, with its types.
+
+    ``level0_magnification`` is an int (:func:`level0_magnification`); TRIDENT's ``--mag``
+    is a float, so ``target_magnification`` and ``patch_size_level0`` (computed as
+    ``patch_size * level0_magnification // target_magnification``) are floats, e.g. 1024.0.
+    """
+    level0_mag = level0_magnification(slide)
+    target = float(target_magnification)
     width, height = slide.dimensions
     return {
         "patch_size": int(patch_size),
-        "patch_size_level0": int(patch_size * level0_mag // target_magnification),
+        "patch_size_level0": float(int(patch_size) * level0_mag // target),
         "level0_magnification": int(level0_mag),
-        "target_magnification": float(target_magnification),
+        "target_magnification": target,
         "overlap": int(overlap),
         "name": name,
         "savetodir": str(savetodir),
@@ -139,32 +332,54 @@ def coords_attributes(
     }
 
 
+def _save_h5(path: str | os.PathLike, assets: dict, attributes: dict) -> None:
+    """Write datasets as TRIDENT does (one chunk per row, resizable first axis), each with
+    its own attributes and none on the file; atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, data in assets.items():
+            ds = f.create_dataset(
+                key,
+                data=data,
+                chunks=(1,) + data.shape[1:] if len(data) else None,
+                maxshape=(None,) + data.shape[1:],
+            )
+            ds.attrs.update(attributes.get(key, {}))
+
+
 def save_coords(path: str | os.PathLike, coords: np.ndarray, attrs: dict) -> None:
     """Write ``<slide>_patches.h5``: dataset ``coords`` int64 ``(n_patches, 2)`` with ``attrs``."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        ds = f.create_dataset("coords", data=np.asarray(coords, dtype=np.int64))
-        ds.attrs.update(attrs)
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    _save_h5(path, {"coords": coords}, {"coords": attrs})
 
 
 def read_patches(
-    slide: openslide.OpenSlide, coords: np.ndarray, patch_size_level0: int, patch_size: int
+    slide: openslide.OpenSlide,
+    coords: np.ndarray,
+    patch_size_level0: float,
+    patch_size: int,
+    background: str = "black",
 ) -> np.ndarray:
-    """Read patches at the target magnification from the pyramid (not level 0 and resize).
+    """Read patches at the target magnification from the pyramid, as TRIDENT reads them.
 
-    Uses the pyramid level whose downsample is ``patch_size_level0 / patch_size`` when the
-    slide has it (it does for 40x slides at 20x); otherwise the nearest finer level, resized.
+    The level is the one whose downsample is within 0.1 of ``patch_size_level0 /
+    patch_size`` (level 1 of a 40x slide at 20x), else the coarsest finer level, whose
+    region is resized (bilinear, as TRIDENT). Beyond the slide's edge a patch is
+    ``background``: ``"black"`` as TRIDENT (it drops openslide's alpha channel), or
+    ``"white"`` for figures.
 
     Returns:
         uint8 ``(n_patches, patch_size, patch_size, 3)``.
     """
-    want = patch_size_level0 / patch_size
-    level = slide.get_best_level_for_downsample(want + 1e-6)
+    if background not in ("black", "white"):
+        raise ValueError(f"background must be 'black' or 'white', not {background!r}")
+    level = best_level(slide, patch_size_level0 / patch_size)
     size = int(round(patch_size_level0 / slide.level_downsamples[level]))
     out = np.empty((len(coords), patch_size, patch_size, 3), np.uint8)
     for i, (x, y) in enumerate(coords):
-        rgb = to_rgb(np.asarray(slide.read_region((int(x), int(y)), level, (size, size))))
+        rgba = np.asarray(slide.read_region((int(x), int(y)), level, (size, size)))
+        rgb = to_rgb(rgba) if background == "white" else rgba[..., :3]
         if size != patch_size:
-            rgb = cv2.resize(rgb, (patch_size, patch_size), interpolation=cv2.INTER_AREA)
+            rgb = cv2.resize(rgb, (patch_size, patch_size), interpolation=cv2.INTER_LINEAR)
         out[i] = rgb
     return out
 
@@ -213,17 +428,25 @@ def save_features(
     if len(features) != len(coords):
         raise ValueError(f"{len(features)} feature rows but {len(coords)} coords")
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("features", data=features)
-        f.attrs.update(
-            {"name": coords_attrs["name"], "savetodir": str(path.parent), "encoder": encoder_name}
-        )
-        ds = f.create_dataset("coords", data=np.asarray(coords, dtype=np.int64))
-        ds.attrs.update(coords_attrs)
+    _save_h5(
+        path,
+        {"features": np.asarray(features), "coords": np.asarray(coords, dtype=np.int64)},
+        {
+            # as TRIDENT: on the features dataset, not on the file
+            "features": {
+                "name": coords_attrs["name"],
+                "savetodir": str(path.parent),
+                "encoder": encoder_name,
+            },
+            "coords": coords_attrs,
+        },
+    )
 
 
 def save_thumbnail(slide: openslide.OpenSlide, path: str | os.PathLike, size: int = 1000) -> None:
-    """Save a JPEG thumbnail whose longest side is ``size`` px (as TRIDENT's ``thumbnails/``)."""
+    """Save a JPEG thumbnail whose longest side is about ``size`` px (TRIDENT's ``thumbnails/``
+    are what ``slide.get_thumbnail`` returns for that size, saved at PIL's default quality;
+    this one is saved at quality 90)."""
     thumb = slide.get_thumbnail((size, size)).convert("RGB")
     with atomic_path(path) as tmp:
         thumb.save(tmp, format="JPEG", quality=90)
