@@ -516,14 +516,25 @@ def _same_plan(info: dict | None, seed: int, sizes: tuple) -> bool:
     )
 
 
-def _complete_and_valid(root: Path, found: _Found, seed: int, sizes: tuple) -> dict | None:
-    """The manifest when ``root`` holds this complete cohort with every file intact."""
+def _complete_and_valid(
+    root: Path, found: _Found, seed: int, sizes: tuple, lazy: bool = False
+) -> dict | None:
+    """The manifest when ``root`` holds this complete cohort with every file intact (with
+    ``lazy``, slides still to be painted on demand count as complete)."""
     m = found.manifest
     if found.kind != "ours" or not _same_plan(m, seed, sizes) or not m.get("complete"):
         return None
+    if m.get("pending") and not lazy:
+        return None
     records = m.get("files", {})
     specs = plan_cohort(seed, sizes)
-    if set(_expected_files(CohortPaths(root), specs)) - set(records):
+    paths = CohortPaths(root)
+    later = set()
+    for s in specs:
+        if s.name in m.get("pending", []):
+            files = paths.slide_files(s) + [paths.thumbnail(s.name)]
+            later |= {p.relative_to(root).as_posix() for p in files}
+    if set(_expected_files(paths, specs)) - set(records) - later:
         return None
     before = json.dumps(records, sort_keys=True)
     if verify_files(root, records):
@@ -731,6 +742,135 @@ def _remove_listed(root: Path, records: dict[str, dict]) -> None:
             folder = folder.parent
 
 
+# ---------------------------------------------------------------------------------------
+# fast start: the small h5 files from packed arrays, a slide's pixels when first asked for
+# ---------------------------------------------------------------------------------------
+PACKED = Path(__file__).with_name("demo_h5.npz")
+
+
+class _SlideStub:
+    """What :func:`helpers.trident.coords_attributes` reads of a slide: power and size."""
+
+    def __init__(self, width: int, height: int) -> None:
+        import openslide
+
+        self.dimensions = (int(width), int(height))
+        self.properties = {openslide.PROPERTY_NAME_OBJECTIVE_POWER: str(LEVEL0_MAG)}
+
+
+def pack_arrays(root: str | os.PathLike, out: str | os.PathLike = PACKED) -> Path:
+    """Save the arrays of a complete cohort's h5 files (coords, features, patch labels) in
+    one ``.npz``: what :func:`make_cohort` with ``lazy=True`` writes the h5 files from."""
+    import h5py
+
+    root, out = Path(root), Path(out)
+    m = _load_json(root / MANIFEST) or {}
+    if not m.get("complete") or m.get("pending"):
+        raise CohortError(f"{root} holds no complete demo cohort to pack.")
+    paths = CohortPaths(root)
+    arrays, sizes = {}, {}
+    for s in plan_cohort(m["seed"], tuple(map(tuple, m["sizes"]))):
+        with h5py.File(paths.features(s.name), "r") as f:
+            arrays[f"{s.name}/features"] = f["features"][:]
+            arrays[f"{s.name}/coords"] = f["coords"][:]
+            attrs = f["coords"].attrs
+            sizes[s.name] = [int(attrs["level0_width"]), int(attrs["level0_height"])]
+        with h5py.File(paths.patch_labels(s.name), "r") as f:
+            arrays[f"{s.name}/labels"] = f["patch_labels"][:]
+            arrays[f"{s.name}/fractions"] = f["tumor_fraction"][:]
+    meta = {k: m[k] for k in ("seed", "version", "sizes")} | {"level0_size": sizes}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with atomic_path(out) as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return out
+
+
+def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, dict]:
+    """Write the h5 files of ``specs`` from ``packed`` arrays exactly as a full build writes
+    them; return their records."""
+    from helpers import trident
+    from helpers.labels import write_patch_labels
+
+    paths = CohortPaths(root)
+    records = {}
+    with np.load(packed) as data:
+        meta = json.loads(data["meta"].tobytes())
+        for s in specs:
+            coords = data[f"{s.name}/coords"]
+            attrs = trident.coords_attributes(
+                _SlideStub(*meta["level0_size"][s.name]),
+                s.name,
+                paths.coords(s.name).parent,
+                PATCH_SIZE,
+                TARGET_MAG,
+            )
+            trident.save_coords(paths.coords(s.name), coords, attrs)
+            feats = data[f"{s.name}/features"]
+            trident.save_features(paths.features(s.name), feats, coords, attrs, ENCODER_NAME)
+            write_patch_labels(
+                paths.patch_labels(s.name),
+                data[f"{s.name}/labels"],
+                fractions=data[f"{s.name}/fractions"],
+                attrs={
+                    "threshold": 0.5,
+                    "source": "mask" if s.label else "none",
+                    "patch_size_level0": PATCH_SIZE_LEVEL0,
+                },
+            )
+            for p in (paths.coords(s.name), paths.features(s.name), paths.patch_labels(s.name)):
+                records[p.relative_to(root).as_posix()] = file_record(p)
+    return records
+
+
+def _packed_matches(packed: Path, seed: int, sizes: tuple) -> bool:
+    if not packed.is_file():
+        return False
+    try:
+        with np.load(packed) as data:
+            meta = json.loads(data["meta"].tobytes())
+    except (OSError, ValueError, KeyError):
+        return False
+    return _same_plan(meta, seed, sizes)
+
+
+def ensure_slide(root: str | os.PathLike, name: str) -> bool:
+    """Paint slide ``name`` of a cohort made with ``lazy=True`` if it is not made yet: its
+    TIFF pyramid, mask, XML and thumbnail, from the same seed as a full build (so the same
+    pixels the shipped features were computed from). Returns ``True`` when ``name`` belongs
+    to such a cohort's pending slides (now made)."""
+    import openslide
+
+    from helpers import trident
+
+    root = Path(root)
+    m = _load_json(root / MANIFEST)
+    if not m or name not in m.get("pending", []):
+        return False
+    if not _writable(root):
+        raise CohortError(f"{root} is not writable: cannot make the slide {name}.")
+    with file_lock(_lock_path(root)):
+        m = _load_json(root / MANIFEST) or {}
+        if name not in m.get("pending", []):
+            return True
+        specs = plan_cohort(m["seed"], tuple(map(tuple, m["sizes"])))
+        spec = next(s for s in specs if s.name == name)
+        paths = CohortPaths(root)
+        make_slide(spec, paths, m["seed"])
+        with openslide.OpenSlide(str(paths.wsi(name))) as slide:
+            trident.save_thumbnail(slide, paths.thumbnail(name))
+        for p in paths.slide_files(spec) + [paths.thumbnail(name)]:
+            m["files"][p.relative_to(root).as_posix()] = file_record(p)
+        m["pending"].remove(name)
+        _save_json(root / MANIFEST, m)
+    return True
+
+
+def _lock_path(root: Path) -> Path:
+    if os.access(root.parent, os.W_OK):
+        return root.parent / f".{root.name}.lock"
+    return root / ".lock"  # pragma: no cover - a writable folder in a read-only one
+
+
 def default_out() -> Path:
     """Where the chapters look for the demo cohort (``helpers.settings.demo_dir()``)."""
     from helpers.settings import demo_dir
@@ -745,8 +885,15 @@ def make_cohort(
     workers: int | None = None,
     quiet: bool = False,
     sizes: tuple = DEFAULT_SIZES,
+    lazy: bool = False,
 ) -> Path:
     """Make (or finish, repair, or just find) the demo cohort in ``out``; return its folder.
+
+    ``lazy=True`` (what ``helpers.settings.setup()`` asks for) writes only what the h5-only
+    chapters read, from arrays shipped with the package (:data:`PACKED`, made by
+    :func:`pack_arrays`), in a few seconds; each slide's TIFF, mask, XML and thumbnail are
+    then made when first asked for (:func:`ensure_slide`). A full build (``lazy=False``,
+    the command line) makes every file, and finishes a lazy cohort.
 
     ``out`` defaults to where the chapters look (``MIL_BOOK_DEMO_DIR``, else ``data/demo`` of
     the checkout). ``sizes`` = ((normal, tumour) slides in train, in test); the default is
@@ -758,7 +905,7 @@ def make_cohort(
     seed, sizes = int(seed), tuple(tuple(int(n) for n in pair) for pair in sizes)
     root = Path(out if out is not None else default_out()).expanduser().resolve()
     found = _inspect(root)  # a foreign folder fails here, before anything is written
-    if not force and _complete_and_valid(root, found, seed, sizes):
+    if not force and _complete_and_valid(root, found, seed, sizes, lazy):
         if not quiet:
             print(f"Demo cohort already complete in {root} (seed {seed}).")
         return root
@@ -778,21 +925,25 @@ def make_cohort(
             + damaged
         )
     root.parent.mkdir(parents=True, exist_ok=True)
-    lock = root.parent / f".{root.name}.lock"
-    if not os.access(root.parent, os.W_OK):
-        lock = root / ".lock"  # pragma: no cover - a writable folder in a read-only one
     # two notebooks starting at once on a fresh machine: the second waits, then finds it done
-    with file_lock(lock):
-        return _make_cohort(root, seed, force, workers, quiet, sizes)
+    with file_lock(_lock_path(root)):
+        return _make_cohort(root, seed, force, workers, quiet, sizes, lazy)
 
 
 def _make_cohort(
-    root: Path, seed: int, force: bool, workers: int | None, quiet: bool, sizes: tuple
+    root: Path,
+    seed: int,
+    force: bool,
+    workers: int | None,
+    quiet: bool,
+    sizes: tuple,
+    lazy: bool = False,
+    packed: Path | None = None,
 ) -> Path:
     from helpers.labels import label_folder
 
     found = _inspect(root)
-    if not force and _complete_and_valid(root, found, seed, sizes):
+    if not force and _complete_and_valid(root, found, seed, sizes, lazy):
         if not quiet:
             print(f"Demo cohort already complete in {root} (seed {seed}).")
         return root
@@ -801,6 +952,34 @@ def _make_cohort(
     plan = {"seed": seed, "version": COHORT_VERSION, "sizes": [list(x) for x in sizes]}
     say = (lambda *a: None) if quiet else print
     records: dict[str, dict] = {}
+    packed = packed or PACKED
+    unfinished_lazy = (
+        found.kind == "ours"
+        and not force
+        and bool((found.manifest or {}).get("pending"))
+        and not (found.manifest or {}).get("complete")
+        and _same_plan(found.manifest, seed, sizes)
+    )
+    if (found.kind == "new" or unfinished_lazy) and lazy and _packed_matches(packed, seed, sizes):
+        root.mkdir(parents=True, exist_ok=True)
+        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
+        t0 = time.perf_counter()
+        manifest = {**plan, "format": FORMAT, "encoder": ENCODER_NAME, "complete": False}
+        manifest |= {"slides": [asdict(s) for s in specs], "files": records}
+        manifest["pending"] = [s.name for s in specs]
+        _save_json(root / MANIFEST, manifest)
+        records.update(_unpack(root, specs, packed))
+        for name, subset in _csv_tables(specs):
+            _write_csv(root / name, subset)
+            records[name] = file_record(root / name)
+        manifest["complete"] = True
+        _save_json(root / MANIFEST, manifest)
+        say(
+            f"Demo cohort's features and labels written to {root} in "
+            f"{time.perf_counter() - t0:.1f} s; each slide's pixels are made when first opened "
+            "(python -m helpers.demo makes them all)."
+        )
+        return root
     if found.kind == "new":
         root.mkdir(parents=True, exist_ok=True)
         _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
@@ -883,11 +1062,7 @@ def _make_cohort(
         )
         raise
     bar.close()
-    for name, subset in (
-        ("wsi_labels.csv", specs),
-        ("train.csv", [s for s in specs if s.split == "train"]),
-        ("test.csv", [s for s in specs if s.split == "test"]),
-    ):
+    for name, subset in _csv_tables(specs):
         _write_csv(root / name, subset)
         records[name] = file_record(root / name)
     label_folder(
@@ -902,6 +1077,7 @@ def _make_cohort(
         path = paths.patch_labels(s.name)
         records[path.relative_to(root).as_posix()] = file_record(path)
     manifest["complete"] = True
+    manifest["pending"] = []
     _save_json(root / MANIFEST, manifest)
     if not quiet:
         _print_summary(root, cohort_summary(root), time.perf_counter() - t0)
@@ -920,6 +1096,14 @@ def _other_seed_message(root: Path, info: dict, seed: int) -> str:
         f"{info.get('version')}, sizes {info.get('sizes')}); pass --force to rebuild it with "
         f"seed {seed}."
     )
+
+
+def _csv_tables(specs: list[SlideSpec]) -> list[tuple[str, list[SlideSpec]]]:
+    return [
+        ("wsi_labels.csv", specs),
+        ("train.csv", [s for s in specs if s.split == "train"]),
+        ("test.csv", [s for s in specs if s.split == "test"]),
+    ]
 
 
 def _write_csv(path: Path, specs: list[SlideSpec]) -> None:
@@ -962,10 +1146,13 @@ def _print_summary(root: Path, table: pd.DataFrame, seconds: float) -> None:
     print("tumour-patch fraction by kind:\n" + by_kind.round(3).to_string())
 
 
-def ensure_cohort(out: str | os.PathLike | None = None, seed: int = 0, quiet: bool = False) -> Path:
+def ensure_cohort(
+    out: str | os.PathLike | None = None, seed: int = 0, quiet: bool = False, lazy: bool = False
+) -> Path:
     """Make the demo cohort in ``out`` unless it is already complete and intact (then return
-    at once: sizes and times checked against the manifest; see :func:`verify_files`)."""
-    return make_cohort(out, seed=seed, quiet=quiet)
+    at once: sizes and times checked against the manifest; see :func:`verify_files`).
+    ``lazy``: see :func:`make_cohort`."""
+    return make_cohort(out, seed=seed, quiet=quiet, lazy=lazy)
 
 
 def _seed(text: str) -> int:
@@ -1006,9 +1193,16 @@ def main(argv: list[str] | None = None) -> int:
         "and build again",
     )
     parser.add_argument("--workers", type=_workers, default=None, help="parallel processes")
+    parser.add_argument(
+        "--pack",
+        action="store_true",
+        help=f"after the build, save its h5 arrays to {PACKED.name} (the fast start's data)",
+    )
     args = parser.parse_args(argv)
     try:
-        make_cohort(args.out, seed=args.seed, force=args.force, workers=args.workers)
+        root = make_cohort(args.out, seed=args.seed, force=args.force, workers=args.workers)
+        if args.pack:
+            print(f"packed {pack_arrays(root)}")
     except CohortError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

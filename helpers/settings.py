@@ -93,6 +93,13 @@ class Settings:
     def thumbnails_dir(self) -> Path:
         return self.job_dir / "thumbnails"
 
+    def thumbnail_path(self, name: str) -> Path:
+        """TRIDENT's ``thumbnails/<name>.jpg`` (made on demand for the demo's fast start)."""
+        path = self.thumbnails_dir / f"{name}.jpg"
+        if not path.exists():
+            self._paint_on_demand(name)
+        return path
+
     def coords_path(self, name: str) -> Path:
         return self.coords_dir / f"{name}_patches.h5"
 
@@ -102,12 +109,24 @@ class Settings:
     def patch_labels_path(self, name: str) -> Path:
         return self.patch_labels_dir / f"{name}.h5"
 
+    def _paint_on_demand(self, name: str) -> bool:
+        """Demo data set up for a fast start: make slide ``name``'s pixels now if they are
+        not made yet (see ``helpers.demo.ensure_slide``)."""
+        if not self.is_demo:
+            return False
+        from helpers.demo import ensure_slide
+
+        return ensure_slide(self.job_dir.parent, name)
+
     def wsi_path(self, name: str) -> Path:
         """The slide file of ``name`` (any common WSI extension)."""
-        for ext in WSI_EXTENSIONS:
-            path = self.wsi_dir / f"{name}{ext}"
-            if path.exists():
-                return path
+        for attempt in range(2):
+            for ext in WSI_EXTENSIONS:
+                path = self.wsi_dir / f"{name}{ext}"
+                if path.exists():
+                    return path
+            if attempt or not self._paint_on_demand(name):
+                break
         raise FileNotFoundError(
             f"No slide named {name!r} in {self.wsi_dir} (looked for {', '.join(WSI_EXTENSIONS)})."
         )
@@ -117,6 +136,8 @@ class Settings:
         if self.mask_dir is None:
             return None
         path = self.mask_dir / f"{name}_mask.tif"
+        if not path.exists():
+            self._paint_on_demand(name)
         return path if path.exists() else None
 
     def annotation_path(self, name: str) -> Path | None:
@@ -124,6 +145,8 @@ class Settings:
         if self.annotations_dir is None:
             return None
         path = self.annotations_dir / f"{name}.xml"
+        if not path.exists():
+            self._paint_on_demand(name)
         return path if path.exists() else None
 
 
@@ -204,7 +227,8 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
     if cfg.is_demo:
         from helpers.demo import ensure_cohort
 
-        ensure_cohort(cfg.job_dir.parent, quiet=not verbose)
+        # the h5 files at once, each slide's pixels when a chapter first opens it
+        ensure_cohort(cfg.job_dir.parent, quiet=not verbose, lazy=True)
     else:
         for path in (cfg.wsi_dir, cfg.trident_dir, cfg.train_csv, cfg.test_csv):
             if not path.exists():
