@@ -169,6 +169,31 @@ def _drop_small(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[lab] & mask
 
 
+def whitened_grey(rgb: np.ndarray) -> np.ndarray:
+    """The image TRIDENT's first Otsu pass thresholds: grey pixels (HSV saturation <= 10 and
+    value >= 70) and dark ones (value <= 85) set to white, then greyscale; float ``(h, w)``
+    in [0, 255]. Tissue is darker than glass, so it lies below the threshold."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    grey_or_dark = ((hsv[..., 1] <= 10) & (hsv[..., 2] >= 70)) | (hsv[..., 2] <= 85)
+    whitened = rgb.copy()
+    whitened[grey_or_dark] = 255
+    return _grey(whitened)
+
+
+def read_at_magnification(
+    slide: openslide.OpenSlide, magnification: float = SEG_MAGNIFICATION
+) -> tuple[np.ndarray, float]:
+    """The whole slide at ``magnification`` (1.25x: the scale TRIDENT segments at), for
+    figures: RGB uint8 ``(h, w, 3)``, white where openslide has no pixels, and its level-0
+    pixels per pixel."""
+    seg_ds = (10.0 / magnification) / slide_mpp(slide)
+    w0, h0 = slide.dimensions
+    level = best_level(slide, seg_ds)
+    image = read_level(slide, level)
+    size = (int(round(w0 / seg_ds)), int(round(h0 / seg_ds)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), seg_ds
+
+
 def tissue_in_tile(rgb: np.ndarray) -> np.ndarray:
     """TRIDENT's two-pass Otsu on one RGB uint8 tile ``(h, w, 3)``: bool tissue ``(h, w)``.
 
@@ -182,11 +207,7 @@ def tissue_in_tile(rgb: np.ndarray) -> np.ndarray:
     """
     tile = rgb.copy()
     tile[(tile == 0).all(axis=-1)] = 255
-    hsv = cv2.cvtColor(tile, cv2.COLOR_RGB2HSV)
-    grey_or_dark = ((hsv[..., 1] <= 10) & (hsv[..., 2] >= 70)) | (hsv[..., 2] <= 85)
-    whitened = tile.copy()
-    whitened[grey_or_dark] = 255
-    g = _grey(whitened)
+    g = whitened_grey(tile)
     first = _drop_small(g < otsu_threshold(g), MIN_SPECK)
     kept = np.where(first[..., None], tile, np.where(tile > 0, 255, 0)).astype(np.uint8)
     g = _grey(kept)

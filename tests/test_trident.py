@@ -234,3 +234,16 @@ def test_read_patches_pads_beyond_the_edge_with_black_as_trident(slide_path):
     assert black.shape == (1, 512, 512, 3)
     assert (black[0, :, 256:] == 0).all() and (white[0, :, 256:] == 255).all()
     assert np.array_equal(black[0, :, :256], white[0, :, :256])
+
+
+def test_read_at_magnification_and_whitened_grey_for_figures(slide_path):
+    path, where = slide_path
+    with openslide.OpenSlide(str(path)) as s:
+        img, ds = T.read_at_magnification(s)
+        w0, h0 = s.dimensions
+    assert ds == pytest.approx(32.0) and img.shape == (round(h0 / 32), round(w0 / 32), 3)
+    grey = T.whitened_grey(img)
+    x, y, w, h = (int(v / ds) for v in where["grey"])
+    assert (grey[y + 1 : y + h - 1, x + 1 : x + w - 1] == 255).all()  # grey smear whitened
+    x, y, w, h = (int(v / ds) for v in where["section"])
+    assert grey[y + 2 : y + h - 2, x + 2 : x + w - 2].max() < T.otsu_threshold(grey)
