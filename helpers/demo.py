@@ -592,8 +592,17 @@ def _worker_main() -> None:
 class _WorkerPool:
     """``n`` worker subprocesses fed from a queue; :meth:`close` stops them at once."""
 
-    def __init__(self, n: int, tasks: list[dict]) -> None:
+    def __init__(self) -> None:
         import queue
+
+        self.procs: list = []
+        self.tasks: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+
+    def start(self, n: int, tasks: list[dict]) -> None:
+        """Start ``n`` workers on ``tasks`` (Ctrl-C waits until they are all started, so
+        :meth:`close` always knows every one of them)."""
+        import signal
         import subprocess
         import threading
 
@@ -602,20 +611,30 @@ class _WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(
             [package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         )
-        self.tasks: queue.Queue = queue.Queue()
         for task in tasks:
             self.tasks.put(task)
-        self.results: queue.Queue = queue.Queue()
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", "from helpers.demo import _worker_main; _worker_main()"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-            for _ in range(n)
-        ]
+        main = threading.current_thread() is threading.main_thread()
+        block = main and hasattr(signal, "pthread_sigmask")
+        if block:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for _ in range(n):
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            "from helpers.demo import _worker_main; _worker_main()",
+                        ],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    )
+                )
+        finally:
+            if block:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         for proc in self.procs:
             threading.Thread(target=self._feed, args=(proc,), daemon=True).start()
 
@@ -672,8 +691,9 @@ def _build_slides(todo: list[SlideSpec], root: Path, seed: int, workers: int, on
     import queue
 
     tasks = [{"spec": asdict(s), "root": str(root), "seed": seed} for s in todo]
-    pool = _WorkerPool(min(workers, len(todo)), tasks)
+    pool = _WorkerPool()
     try:
+        pool.start(min(workers, len(todo)), tasks)
         for _ in todo:
             while True:
                 try:  # a short timeout keeps Ctrl-C responsive

@@ -268,7 +268,9 @@ def test_a_complete_read_only_cohort_is_usable(cohort, monkeypatch):
     monkeypatch.setattr(
         demo,
         "ensure_cohort",
-        lambda out=None, seed=0, quiet=False: demo.make_cohort(out, SEED, sizes=SIZES, quiet=quiet),
+        lambda out=None, seed=0, quiet=False, lazy=False: demo.make_cohort(
+            out, SEED, sizes=SIZES, quiet=quiet, lazy=lazy
+        ),
     )
     cfg = settings.setup(verbose=False)
     assert cfg.job_dir.parent == cohort
