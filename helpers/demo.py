@@ -17,8 +17,21 @@ patches), the rest macro-metastases. The slides are painted by :mod:`helpers.syn
 files are computed from their pixels by :mod:`helpers.trident` and :mod:`helpers.encoder`,
 and the patch labels from the masks by :mod:`helpers.labels`, exactly as for real slides.
 
-Every file is written atomically; an interrupted run is finished by the next one, and a
-complete cohort is recognised in a fraction of a second.
+Safety: the demo writes only into a new or empty folder, or one that carries its marker
+``.mil-book-demo.json`` (written before anything else); any other non-empty folder is refused
+with a list of what is in it. ``cohort.json`` lists every file written, with its size and
+SHA-256; ``--force`` deletes exactly those files (and the weights ``helpers.training`` cached
+in ``models/``) and nothing else. A cohort made before the marker existed (``cohort.json``
+without ``format``) is checked file by file and adopted.
+
+Every file is written atomically; an interrupted run (Ctrl-C stops it in about a second, the
+worker processes exit when their parent dies) is finished by the next one. Every start
+checks each file's size and time against the manifest (a few milliseconds; a file whose
+time changed is hashed), and rebuilds what is damaged, or names it on read-only storage.
+
+Fast start: ``helpers.settings.setup()`` asks for ``lazy=True``: the h5 files are written
+from arrays shipped with the package (``demo_h5.npz``), byte-identical to a full build, and
+a slide's TIFF, mask, XML and thumbnail are painted when a chapter first asks for them.
 """
 
 from __future__ import annotations
