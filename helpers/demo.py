@@ -57,7 +57,7 @@ from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 from helpers import synth
 from helpers.fileio import atomic_path, file_lock
 
-COHORT_VERSION = 2  # the content: bump it when the files made for a seed change
+COHORT_VERSION = 3  # the content: bump it when the files for a seed change (3: TRIDENT v0.3)
 FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
 ENCODER_NAME = "demo_stats"
 PATCH_DIR = "20x_512px_0px_overlap"

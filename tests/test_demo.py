@@ -101,8 +101,9 @@ def test_h5_files_match_formats(cohort):
             assert np.isfinite(f["features"][:]).all()
             assert np.array_equal(f["coords"][:], xy), "features rows follow the coords rows"
             assert dict(f["coords"].attrs) == attrs
-            assert f.attrs["name"] == name and f.attrs["encoder"] == demo.ENCODER_NAME
-            assert Path(f.attrs["savetodir"]) == paths.features(name).parent
+            fa = f["features"].attrs  # as TRIDENT v0.3: on the features dataset
+            assert fa["name"] == name and fa["encoder"] == demo.ENCODER_NAME
+            assert Path(fa["savetodir"]) == paths.features(name).parent
         with h5py.File(paths.patch_labels(name), "r") as f:
             labels = f["patch_labels"][:]
         assert labels.shape == (len(xy),) and np.issubdtype(labels.dtype, np.integer)
