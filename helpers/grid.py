@@ -1,0 +1,134 @@
+"""Coordinate frames of a slide's patches, one home: level-0 pixels, grid cells, pyramid levels.
+
+Two frames name a patch's place, and every name in ``helpers`` says which one it uses:
+
+- ``coords_level0``: ``(N, 2)`` int ``(x, y)`` top-left corners in level-0 pixels (what
+  TRIDENT writes in ``patches/*.h5``, what openslide's ``read_region`` takes);
+- ``grid_xy``: ``(N, 2)`` int ``(x, y)`` patch-grid cells, ``coords_level0 //
+  patch_size_level0`` (what torchmil's ``WSIDataset`` calls ``coords``, what the adjacency
+  matrix, the canvases and the FROC work on). Always ``(x, y)``: column first, then row.
+
+``patch_size_level0`` is a patch's side in level-0 pixels (1024 for a 512 px patch at 20x on a
+40x slide); the patch's side in pixels at the magnification it was read is ``patch_size``.
+
+Public API (``N`` patches)::
+
+    check_coords_level0(coords_level0, patch_size_level0=None) -> (N, 2) int64
+    check_grid_xy(grid_xy, n=None, where="") -> (N, 2) int64, distinct cells
+    grid_xy(coords_level0, patch_size_level0) -> (N, 2) int64
+    choose_level(level_downsamples, patch_size_level0, min_patch_px) -> int
+    minmax(values) -> (N,) float64 in [0, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["check_coords_level0", "check_grid_xy", "grid_xy", "choose_level", "minmax"]
+
+#: Relative slack in :func:`choose_level`: file downsamples are often a hair off the nominal
+#: value (4.0003 for 4), and a level that misses the bar by that rounding still counts.
+LEVEL_RTOL = 1e-3
+
+
+def _integer_array(values, name: str, frame: str, where: str = "") -> np.ndarray:
+    """``values`` as an ``(N, 2)`` int64 array, or a ``ValueError`` naming ``frame``."""
+    arr = np.asarray(values)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name}{where} must have shape (N, 2), got {arr.shape}.")
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise ValueError(
+                f"{name}{where} must be whole numbers ({frame}), got dtype {arr.dtype} "
+                "with non-integer values."
+            )
+    return arr.astype(np.int64, copy=False)
+
+
+def check_coords_level0(coords_level0, patch_size_level0: float | None = None) -> np.ndarray:
+    """The one check of level-0 patch corners: ``(N, 2)`` whole numbers, as int64.
+
+    Arguments:
+        coords_level0: ``(N, 2)`` ``(x, y)`` top-left corners in level-0 pixels (ints, or
+            floats holding whole numbers).
+        patch_size_level0: If given, checked to be positive.
+
+    Returns:
+        ``(N, 2)`` int64 array (the input itself when it already is one).
+
+    Raises:
+        ValueError: wrong shape, non-integer values, or a patch size that is not positive.
+    """
+    if patch_size_level0 is not None and not float(patch_size_level0) > 0:
+        raise ValueError(f"patch_size_level0 must be positive, got {patch_size_level0}.")
+    return _integer_array(coords_level0, "coords_level0", "level-0 pixel positions")
+
+
+def check_grid_xy(grid_xy, n: int | None = None, where: str = "") -> np.ndarray:
+    """The check of patch-grid cells: ``(N, 2)`` whole numbers, one distinct cell per patch.
+
+    Arguments:
+        grid_xy: ``(N, 2)`` ``(x, y)`` grid cells (``coords_level0 // patch_size_level0``).
+        n: If given, the number of rows ``grid_xy`` must have.
+        where: Appended to the name in error messages (``" of slide 3"``).
+
+    Raises:
+        ValueError: wrong shape or length, non-integer values, or a cell used twice.
+    """
+    frame = "grid cells, coords_level0 // patch_size_level0"
+    arr = _integer_array(grid_xy, "grid_xy", frame, where)
+    if n is not None and len(arr) != n:
+        raise ValueError(f"grid_xy{where} has {len(arr)} rows but there are {n} patches.")
+    if len(np.unique(arr, axis=0)) != len(arr):
+        raise ValueError(f"grid_xy{where} has duplicate grid cells; each patch needs its own.")
+    return arr
+
+
+def grid_xy(coords_level0, patch_size_level0: float) -> np.ndarray:
+    """Level-0 corners -> grid cells: ``coords_level0 // patch_size_level0``, ``(N, 2)`` int64.
+
+    The cells are not shifted: the patch at level-0 ``(0, 0)`` is cell ``(0, 0)``, as in
+    torchmil's ``WSIDataset``.
+    """
+    coords_level0 = check_coords_level0(coords_level0, patch_size_level0)
+    return (coords_level0 // patch_size_level0).astype(np.int64)
+
+
+def choose_level(
+    level_downsamples: Sequence[float], patch_size_level0: float, min_patch_px: float
+) -> int:
+    """The coarsest pyramid level on which a patch still spans ``min_patch_px`` pixels.
+
+    That is the largest ``level`` with ``patch_size_level0 / level_downsamples[level] >=
+    min_patch_px`` (up to :data:`LEVEL_RTOL`); level 0 when none qualifies. Levels are only
+    ever shrunk from, never enlarged. Used for the label maps (``min_patch_px`` pixels of mask
+    per patch) and for the canvases (``oversample * cell_size`` level pixels per cell).
+    """
+    max_downsample = patch_size_level0 / min_patch_px * (1 + LEVEL_RTOL)
+    best = 0
+    for level, downsample in enumerate(level_downsamples):
+        if downsample <= max_downsample:
+            best = level
+    return best
+
+
+def minmax(values) -> np.ndarray:
+    """``values`` scaled to [0, 1] by their min and max; all zeros when they are constant.
+
+    Constant input (a bag of one patch, a flat heatmap) maps to 0, as scikit-learn's
+    ``minmax_scale`` does: nothing stands out, so nothing is drawn hot and no patch of that
+    bag outranks another bag's patches. Empty input gives an empty array.
+
+    Arguments:
+        values: ``(N,)`` finite numbers.
+
+    Returns:
+        ``(N,)`` float64.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values.copy()
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
