@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 from torchmil.models import MILModelWrapper
 
 from helpers.data import make_loader
+from helpers.grid import minmax
 
 
 @dataclass
@@ -21,7 +22,8 @@ class Predictions:
     scores of bag ``i`` ``(bag_size_i,)`` (pre-softmax attention for ABMIL) and
     ``attention[i]`` the same scores normalised per bag over its real instances (softmax),
     ``y_inst[i]`` its patch labels (for evaluation only; ``y_inst`` is ``None`` when the
-    dataset has no patch labels), ``coords[i]`` its grid coords.
+    dataset has no patch labels), ``grid_xy[i]`` its ``(bag_size_i, 2)`` patch-grid cells
+    ``(x, y)`` (level-0 corners // ``patch_size_level0``; torchmil's batch key ``coords``).
     """
 
     names: list[str]
@@ -30,7 +32,12 @@ class Predictions:
     inst_scores: list[np.ndarray]
     attention: list[np.ndarray]
     y_inst: list[np.ndarray] | None
-    coords: list[np.ndarray]
+    grid_xy: list[np.ndarray]
+
+    @property
+    def coords(self) -> list[np.ndarray]:
+        """The same as :attr:`grid_xy` (grid cells, not level-0 pixels), under torchmil's name."""
+        return self.grid_xy
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"name": self.names, "y": self.y, "prob": self.prob})
@@ -62,7 +69,7 @@ def predict(
         out.attention.append(torch.softmax(scores, dim=0).cpu().numpy())
         if "y_inst" in batch.keys():
             out.y_inst.append(batch["y_inst"][0][real].cpu().numpy().astype(int))
-        out.coords.append(batch["coords"][0][real].cpu().numpy())
+        out.grid_xy.append(batch["coords"][0][real].cpu().numpy())
     out.y, out.prob = np.array(out.y), np.array(out.prob)
     if len(out.y_inst) != len(out.names):  # no patch labels in this dataset
         out.y_inst = None
@@ -80,13 +87,6 @@ def bag_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict
         "auroc": skm.roc_auc_score(y, prob) if len(np.unique(y)) == 2 else float("nan"),
     }
     return {k: float(v) for k, v in result.items()}
-
-
-def minmax(values: np.ndarray) -> np.ndarray:
-    """Scale ``values`` to [0, 1] (all zeros when they are constant), for heatmaps."""
-    values = np.asarray(values, dtype=float)
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 def require_patch_labels(preds: Predictions) -> list[np.ndarray]:

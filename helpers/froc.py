@@ -3,9 +3,10 @@
 CAMELYON16 ranks localization by the free-response ROC: a detector outputs scored points,
 a point inside a tumor region finds that lesion, a point outside every lesion is a false
 positive, and the FROC score is the mean sensitivity at 1/4, 1/2, 1, 2, 4 and 8 false
-positives per slide. Here everything lives on the patch grid of a slide (grid coordinates =
-level-0 coordinates // ``patch_size_level0``, the ``coords`` that ``TridentWSIDataset``
-gives):
+positives per slide. Here everything lives on the patch grid of a slide: ``grid_xy``, the
+``(x, y)`` cells level-0 corners // ``patch_size_level0`` (what ``TridentWSIDataset`` calls
+``coords``, ``Predictions.grid_xy``). Nothing guesses the frame: level-0 pixels would read
+as cells far apart, so convert them with :func:`helpers.grid.grid_xy` first:
 
 - **lesions** are the connected components of tumor patches (``y_inst == 1``), with
   8-connectivity: patches that touch by an edge or a corner belong to the same lesion;
@@ -36,9 +37,9 @@ the tumor patches and the sensitivity at a rate is the best operating point at o
 
 Public API (shapes: ``N`` patches of one slide)::
 
-    local_maxima(scores (N,), coords (N, 2)) -> (N,) bool
-    lesions(y_inst (N,), coords (N, 2)) -> (N,) int   (0 = no lesion, 1..K)
-    froc(scores, y_inst, coords, fp_rates=FP_RATES) -> FROCResult  (lists: one item per slide)
+    local_maxima(scores (N,), grid_xy (N, 2)) -> (N,) bool
+    lesions(y_inst (N,), grid_xy (N, 2)) -> (N,) int   (0 = no lesion, 1..K)
+    froc(scores, y_inst, grid_xy, fp_rates=FP_RATES) -> FROCResult  (lists: one per slide)
     froc_from_predictions(preds, scores="raw") -> FROCResult  (a helpers.evaluation.Predictions)
     plot_froc(result, ax=None, label=None) -> matplotlib Axes
 """
@@ -52,6 +53,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from helpers.grid import check_grid_xy, minmax
 
 __all__ = [
     "FP_RATES",
@@ -73,36 +76,6 @@ _OFFSETS = np.array([(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, 
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_coords(coords, n: int | None = None, where: str = "") -> np.ndarray:
-    """``coords`` as an ``(N, 2)`` int64 array of distinct grid cells, or a clear error."""
-    arr = np.asarray(coords)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"coords{where} must have shape (N, 2), got {arr.shape}.")
-    if n is not None and len(arr) != n:
-        raise ValueError(f"coords{where} has {len(arr)} rows but there are {n} patches.")
-    if arr.dtype.kind in "iu":
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        arr = arr.astype(np.int64)
-    else:
-        raise ValueError(
-            f"coords{where} must be integer grid indices (level-0 coords // patch_size_level0), "
-            f"got dtype {arr.dtype} with non-integer values."
-        )
-    if len(arr):
-        keys, _ = _keys(arr)
-        if len(np.unique(keys)) != len(arr):
-            raise ValueError(f"coords{where} has duplicate grid cells; each patch needs its own.")
-        steps = np.concatenate([np.diff(np.unique(arr[:, 0])), np.diff(np.unique(arr[:, 1]))])
-        if len(steps) and np.gcd.reduce(steps) >= 8:
-            warnings.warn(
-                f"coords{where}: all patches lie {np.gcd.reduce(steps)} cells apart; are these "
-                "level-0 pixels rather than grid indices? Divide by patch_size_level0.",
-                stacklevel=3,
-            )
-    return arr
-
-
 def _check_vector(values, n: int | None, name: str, where: str = "") -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim == 2 and arr.shape[1] == 1:
@@ -110,7 +83,7 @@ def _check_vector(values, n: int | None, name: str, where: str = "") -> np.ndarr
     if arr.ndim != 1:
         raise ValueError(f"{name}{where} must have shape (N,), got {arr.shape}.")
     if n is not None and len(arr) != n:
-        raise ValueError(f"{name}{where} has {len(arr)} values but coords has {n} rows.")
+        raise ValueError(f"{name}{where} has {len(arr)} values but grid_xy has {n} rows.")
     return arr
 
 
@@ -132,20 +105,20 @@ def _check_labels(y_inst, n: int, where: str = "") -> np.ndarray:
 # ----------------------------------------------------------------------------- the grid
 
 
-def _keys(coords: np.ndarray) -> tuple[np.ndarray, int]:
+def _keys(grid_xy: np.ndarray) -> tuple[np.ndarray, int]:
     """One int64 per cell, such that cell + offset maps to a distinct key (no wrap-around),
     and the key step of one column (``key + dx * height + dy`` is the cell at ``(dx, dy)``)."""
-    lo = coords.min(0)
-    height = int(coords[:, 1].max() - lo[1]) + 3
-    return (coords[:, 0] - lo[0] + 1) * height + (coords[:, 1] - lo[1] + 1), height
+    lo = grid_xy.min(0)
+    height = int(grid_xy[:, 1].max() - lo[1]) + 3
+    return (grid_xy[:, 0] - lo[0] + 1) * height + (grid_xy[:, 1] - lo[1] + 1), height
 
 
-def _neighbours(coords: np.ndarray) -> np.ndarray:
+def _neighbours(grid_xy: np.ndarray) -> np.ndarray:
     """Index of each of the 8 neighbours of every patch, ``-1`` where it is absent: ``(N, 8)``."""
-    n = len(coords)
+    n = len(grid_xy)
     if n == 0:
         return np.zeros((0, len(_OFFSETS)), dtype=np.int64)
-    keys, height = _keys(coords)
+    keys, height = _keys(grid_xy)
     order = np.argsort(keys)
     sorted_keys = keys[order]
     out = np.full((n, len(_OFFSETS)), -1, dtype=np.int64)
@@ -177,7 +150,7 @@ def _components(nb: np.ndarray, member: np.ndarray, joined: np.ndarray) -> np.nd
     return out
 
 
-def local_maxima(scores: np.ndarray, coords: np.ndarray) -> np.ndarray:
+def local_maxima(scores: np.ndarray, grid_xy: np.ndarray) -> np.ndarray:
     """Local maxima of the instance scores on a slide's patch grid: the predicted points.
 
     A patch's neighbours are the (up to 8) patches of the bag in the adjacent grid cells,
@@ -195,17 +168,17 @@ def local_maxima(scores: np.ndarray, coords: np.ndarray) -> np.ndarray:
 
     Args:
         scores: ``(N,)`` instance scores (finite).
-        coords: ``(N, 2)`` integer grid coordinates ``(x, y)``, one distinct cell per patch.
+        grid_xy: ``(N, 2)`` int patch-grid cells ``(x, y)``, one distinct cell per patch.
 
     Returns:
         ``(N,)`` bool, True at the predicted points.
     """
-    coords = _check_coords(coords)
-    scores = _check_scores(scores, len(coords))
+    grid_xy = check_grid_xy(grid_xy)
+    scores = _check_scores(scores, len(grid_xy))
     n = len(scores)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    nb = _neighbours(coords)
+    nb = _neighbours(grid_xy)
     present = nb >= 0
     nb_scores = np.where(present, scores[np.maximum(nb, 0)], -np.inf)  # (N, 8)
     candidate = ~(nb_scores > scores[:, None]).any(1)  # no strictly higher neighbour
@@ -219,7 +192,7 @@ def local_maxima(scores: np.ndarray, coords: np.ndarray) -> np.ndarray:
     ok = candidate & ~np.isin(plateau, bad)
     # One point per plateau: its first patch in raster order (y, then x).
     idx = np.nonzero(ok)[0]
-    raster = np.lexsort((coords[idx, 0], coords[idx, 1]))
+    raster = np.lexsort((grid_xy[idx, 0], grid_xy[idx, 1]))
     idx = idx[raster]
     _, first = np.unique(plateau[idx], return_index=True)
     out = np.zeros(n, dtype=bool)
@@ -227,7 +200,7 @@ def local_maxima(scores: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return out
 
 
-def lesions(y_inst: np.ndarray, coords: np.ndarray) -> np.ndarray:
+def lesions(y_inst: np.ndarray, grid_xy: np.ndarray) -> np.ndarray:
     """Lesions of a slide: connected components of its tumor patches (8-connectivity).
 
     Two tumor patches belong to the same lesion when they touch by an edge or a corner on the
@@ -235,23 +208,23 @@ def lesions(y_inst: np.ndarray, coords: np.ndarray) -> np.ndarray:
 
     Args:
         y_inst: ``(N,)`` patch labels, 0 (normal) or 1 (tumor).
-        coords: ``(N, 2)`` integer grid coordinates ``(x, y)``.
+        grid_xy: ``(N, 2)`` int patch-grid cells ``(x, y)``.
 
     Returns:
         ``(N,)`` int64: 0 for normal patches, else the lesion id ``1..K``, numbered in the
         order in which each lesion's first patch appears in the bag.
     """
-    coords = _check_coords(coords)
-    y = _check_labels(y_inst, len(coords))
+    grid_xy = check_grid_xy(grid_xy)
+    y = _check_labels(y_inst, len(grid_xy))
     if len(y) == 0:
         return np.zeros(0, dtype=np.int64)
-    nb = _neighbours(coords)
+    nb = _neighbours(grid_xy)
     comp = _components(nb, y == 1, np.ones(nb.shape, dtype=bool))
     return comp + 1  # -1 -> 0 (no lesion), 0..K-1 -> 1..K
 
 
 def slide_detections(
-    scores: np.ndarray, y_inst: np.ndarray, coords: np.ndarray
+    scores: np.ndarray, y_inst: np.ndarray, grid_xy: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Score one slide's predictions against its lesions.
 
@@ -260,9 +233,9 @@ def slide_detections(
     ``fp_scores`` the scores of the predictions outside every lesion, and ``n_points`` the
     number of predicted points (extra hits on an already-hit lesion included).
     """
-    coords = _check_coords(coords)
-    labels = lesions(y_inst, coords)
-    peaks = local_maxima(scores, coords)
+    grid_xy = check_grid_xy(grid_xy)
+    labels = lesions(y_inst, grid_xy)
+    peaks = local_maxima(scores, grid_xy)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     n_lesions = int(labels.max()) if len(labels) else 0
     lesion_scores = np.full(n_lesions, -np.inf)
@@ -313,7 +286,7 @@ class FROCResult:
 def froc(
     scores: Sequence[np.ndarray],
     y_inst: Sequence[np.ndarray],
-    coords: Sequence[np.ndarray],
+    grid_xy: Sequence[np.ndarray],
     fp_rates: Sequence[float] = FP_RATES,
 ) -> FROCResult:
     """Lesion-level FROC over a set of slides (see the module docstring for the rules).
@@ -322,42 +295,55 @@ def froc(
         scores: one ``(N_i,)`` array of instance scores per slide, on a scale shared by all
             slides (raw attention or instance logits, not per-bag normalised values).
         y_inst: one ``(N_i,)`` array of patch labels (0/1) per slide.
-        coords: one ``(N_i, 2)`` array of integer grid coordinates per slide.
+        grid_xy: one ``(N_i, 2)`` int array of patch-grid cells ``(x, y)`` per slide
+            (level-0 corners // ``patch_size_level0``; ``Predictions.grid_xy``).
         fp_rates: false positives per slide at which sensitivity is read (positive).
 
     Returns:
         A :class:`FROCResult`. With no lesion at all the sensitivities and the score are NaN
         (with a warning); the false-positive axis is still computed.
     """
-    if isinstance(scores, np.ndarray) and scores.dtype != object:
-        raise TypeError("scores must be a list with one array per slide, not a single array.")
-    scores, y_inst, coords = list(scores), list(y_inst), list(coords)
-    if not (len(scores) == len(y_inst) == len(coords)):
-        raise ValueError(
-            f"scores, y_inst and coords must hold one array per slide each; got "
-            f"{len(scores)}, {len(y_inst)} and {len(coords)}."
-        )
-    if len(scores) == 0:
-        raise ValueError("froc needs at least one slide.")
+    scores, y_inst, grid_xy = _check_slides(scores, y_inst, grid_xy)
     rates = tuple(float(r) for r in fp_rates)
     if not rates or any(not np.isfinite(r) or r <= 0 for r in rates):
         raise ValueError(f"fp_rates must be positive numbers, got {fp_rates}.")
 
     lesion_scores, fp_scores, n_points = [], [], 0
-    for i, (s, y, c) in enumerate(zip(scores, y_inst, coords, strict=True)):
+    for i, (s, y, cells) in enumerate(zip(scores, y_inst, grid_xy, strict=True)):
         where = f" of slide {i}"
-        c = _check_coords(c, where=where)
-        s = _check_scores(s, len(c), where)
-        y = _check_labels(y, len(c), where)
-        ls, fp, n = slide_detections(s, y, c)
+        cells = check_grid_xy(cells, where=where)
+        s = _check_scores(s, len(cells), where)
+        y = _check_labels(y, len(cells), where)
+        lesion_s, fp_s, n = slide_detections(s, y, cells)
         n_points += n
-        lesion_scores.append(ls)
-        fp_scores.append(fp)
-    lesion_scores = np.concatenate(lesion_scores)
-    fp_scores = np.concatenate(fp_scores)
-    n_slides, n_lesions = len(scores), len(lesion_scores)
-    hits = lesion_scores[np.isfinite(lesion_scores)]
+        lesion_scores.append(lesion_s)
+        fp_scores.append(fp_s)
+    result = _curve(np.concatenate(lesion_scores), np.concatenate(fp_scores), len(scores), rates)
+    result.n_predictions = n_points
+    return result
 
+
+def _check_slides(scores, y_inst, grid_xy) -> tuple[list, list, list]:
+    """The three per-slide sequences as lists of equal, non-zero length, or a clear error."""
+    if isinstance(scores, np.ndarray) and scores.dtype != object:
+        raise TypeError("scores must be a list with one array per slide, not a single array.")
+    scores, y_inst, grid_xy = list(scores), list(y_inst), list(grid_xy)
+    if not (len(scores) == len(y_inst) == len(grid_xy)):
+        raise ValueError(
+            f"scores, y_inst and grid_xy must hold one array per slide each; got "
+            f"{len(scores)}, {len(y_inst)} and {len(grid_xy)}."
+        )
+    if len(scores) == 0:
+        raise ValueError("froc needs at least one slide.")
+    return scores, y_inst, grid_xy
+
+
+def _curve(
+    lesion_scores: np.ndarray, fp_scores: np.ndarray, n_slides: int, rates: tuple[float, ...]
+) -> FROCResult:
+    """The FROC curve from every lesion's best hit score (``-inf``: missed) and every FP score."""
+    n_lesions = len(lesion_scores)
+    hits = lesion_scores[np.isfinite(lesion_scores)]
     # Operating points: +inf (nothing predicted), then every distinct prediction score.
     thresholds = np.concatenate([[np.inf], np.unique(np.concatenate([hits, fp_scores]))[::-1]])
     fp_sorted, hit_sorted = np.sort(fp_scores), np.sort(hits)
@@ -366,7 +352,7 @@ def froc(
     fps = n_fp / n_slides
     if n_lesions == 0:
         warnings.warn(
-            "No lesion in these slides: sensitivity and FROC are undefined (NaN).", stacklevel=2
+            "No lesion in these slides: sensitivity and FROC are undefined (NaN).", stacklevel=3
         )
         sens = np.full(len(thresholds), np.nan)
         at = dict.fromkeys(rates, float("nan"))
@@ -383,7 +369,6 @@ def froc(
         score=score,
         n_lesions=n_lesions,
         n_slides=n_slides,
-        n_predictions=n_points,
         fp_rates=rates,
     )
 
@@ -395,11 +380,12 @@ def froc_from_predictions(
 
     Args:
         preds: the output of ``helpers.evaluation.predict`` (``inst_scores``, ``y_inst``,
-            ``coords`` and ``prob`` are used).
+            ``grid_xy`` and ``prob`` are used).
         scores: which instance scores rank the predictions across slides:
             ``"raw"`` the model's instance scores as they are (pre-softmax attention for
             ABMIL: a function of the patch alone, so comparable between slides);
-            ``"bag_weighted"`` each bag's scores min-max scaled to [0, 1] and multiplied by
+            ``"bag_weighted"`` each bag's scores min-max scaled to [0, 1]
+            (:func:`helpers.grid.minmax`: all 0 for a bag of equal scores) and multiplied by
             the bag's predicted probability, so that slides the model calls normal put
             their points at the bottom of the ranking.
         fp_rates: see :func:`froc`.
@@ -407,11 +393,8 @@ def froc_from_predictions(
     if scores == "raw":
         inst = [np.asarray(s, dtype=np.float64) for s in preds.inst_scores]
     elif scores == "bag_weighted":
-        inst = []
-        for s, p in zip(preds.inst_scores, preds.prob, strict=True):
-            s = np.asarray(s, dtype=np.float64)
-            span = s.max() - s.min() if len(s) else 0.0
-            inst.append(float(p) * ((s - s.min()) / span if span > 0 else np.ones_like(s)))
+        # helpers.grid.minmax: a bag with constant scores gives zeros (no point stands out)
+        inst = [float(p) * minmax(s) for s, p in zip(preds.inst_scores, preds.prob, strict=True)]
     else:
         raise ValueError(f"scores must be 'raw' or 'bag_weighted', not {scores!r}.")
     if preds.y_inst is None:
@@ -419,7 +402,7 @@ def froc_from_predictions(
             "FROC needs patch labels and these predictions have none (no patch_labels folder); "
             "make them with `python -m helpers.labels` (README step 3)."
         )
-    return froc(inst, preds.y_inst, preds.coords, fp_rates=fp_rates)
+    return froc(inst, preds.y_inst, preds.grid_xy, fp_rates=fp_rates)
 
 
 def plot_froc(result: FROCResult, ax=None, label: str | None = None, **plot_kwargs):

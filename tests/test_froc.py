@@ -249,7 +249,7 @@ def test_accepts_float_labels_column_vectors_and_float_integer_coords():
         ([np.zeros(3)], [np.zeros(3)], [line(3), line(3)], "one array per slide"),
         ([np.zeros(2)], [np.zeros(3)], [line(3)], "scores of slide 0 has 2 values"),
         ([np.zeros(3)], [np.zeros(4)], [line(3)], "y_inst of slide 0 has 4 values"),
-        ([np.zeros(3)], [np.zeros(3)], [line(3) + 0.5], "integer grid"),
+        ([np.zeros(3)], [np.zeros(3)], [line(3) + 0.5], "whole numbers \\(grid cells"),
         ([np.zeros(3)], [np.zeros(3)], [np.zeros((3, 3), dtype=int)], r"shape \(N, 2\)"),
         ([np.zeros(2)], [np.zeros(2)], [np.array([[0, 0], [0, 0]])], "duplicate"),
         ([np.array([0.1, np.nan])], [np.zeros(2)], [line(2)], "NaN"),
@@ -268,16 +268,17 @@ def test_bad_fp_rates_and_single_array():
         froc(np.zeros(3), [np.zeros(3)], [line(3)])
 
 
-def test_level0_coords_warn():
-    with pytest.warns(UserWarning, match="level-0 pixels"):
-        lesions(np.array([1, 0, 1]), line(3) * 1024)
+def test_grid_xy_taken_as_given_no_frame_guessing():
+    # level-0 pixels are not recognised: 1024 apart, the three tumour patches are three lesions
+    assert lesions(np.array([1, 1, 1]), line(3) * 1024).tolist() == [1, 2, 3]
+    assert lesions(np.array([1, 1, 1]), line(3)).tolist() == [1, 1, 1]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def preds_like(inst_scores, y_inst, coords, prob):
-    return SimpleNamespace(inst_scores=inst_scores, y_inst=y_inst, coords=coords, prob=prob)
+def preds_like(inst_scores, y_inst, grid_xy, prob):
+    return SimpleNamespace(inst_scores=inst_scores, y_inst=y_inst, grid_xy=grid_xy, prob=prob)
 
 
 def test_froc_from_predictions_raw_and_bag_weighted():
@@ -310,3 +311,17 @@ def test_plot_froc_draws_a_curve_and_the_rates():
     assert len(points.get_xdata()) == len(FP_RATES)
     np.testing.assert_allclose(points.get_ydata(), [0, 0, 1, 1, 1, 1])
     assert "FROC 0.667" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_bag_weighted_constant_bag_scores_zero():
+    # helpers.grid.minmax maps a constant bag to zeros: its point ranks at 0 whatever the
+    # bag probability (it used to be ones, i.e. the bag probability itself)
+    preds = preds_like(
+        [np.array([3.0, 3.0]), np.array([2.0, 0.0])],
+        [np.array([1, 1]), np.array([0, 0])],
+        [line(2), line(2)],
+        np.array([0.9, 0.5]),
+    )
+    weighted = froc_from_predictions(preds, scores="bag_weighted")
+    np.testing.assert_allclose(weighted.thresholds, [np.inf, 0.5, 0.0])
+    assert weighted.n_lesions == 1
