@@ -10,27 +10,103 @@ Both follow torchmil's model interface, so ``torchmil.utils.Trainer`` trains the
 ``ABMIL`` has the same layers, in the same places, as ``torchmil.models.ABMIL``. torchmil
 wraps two of them (``pool.fc1`` and ``classifier``) in its ``LazyLinear``, which adds
 ``.module`` to their parameter names; :func:`to_torchmil_state_dict` does that renaming, so a
-state dict moves between the two (chapter 4 checks that they then give the same outputs).
+state dict moves between the two (chapter 4 checks that they then give the same outputs);
+:func:`torchmil_abmil` builds torchmil's model with such weights (chapters 4 and 6).
+
+Where the reader meets this code: ``instance_encoder``, ``masked_softmax``,
+``AttentionPool`` and ``ABMIL`` are *defined in chapter 4* (book/04-abmil.md, section "ABMIL,
+one step at a time"), which writes them cell by cell; this module holds the same code so
+that later chapters import it instead of copying it (d2l's "defined in chapter N").
+``tests/test_models.py`` checks that the chapter's definitions and these are the same
+code (their syntax trees, docstrings included), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+import torchmil.models
 from torch import nn
+
+# ---------------------------------------------------------------------------------------
+# Defined in chapter 4 ("ABMIL, one step at a time"): instance_encoder, masked_softmax,
+# AttentionPool and ABMIL are the code the chapter shows, character for character up to
+# formatting; tests/test_models.py::test_chapter_4_shows_the_package_code holds them equal.
+# Edit both together.
+# ---------------------------------------------------------------------------------------
 
 
 def instance_encoder(in_dim: int, hidden_dim: int | None) -> nn.Module:
-    """The per-instance network ``h_i = NeuralNet(x_i)``: ``Linear + ReLU``, or the identity."""
+    """The instance network h_n: ``Linear(in_dim, hidden_dim) + ReLU``, or the identity.
+
+    Shapes: ``(..., in_dim)`` -> ``(..., hidden_dim)`` (``(..., in_dim)`` when ``None``).
+    """
     if hidden_dim is None:
         return nn.Identity()
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU())
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax over the bag of ``scores`` ``(batch_size, bag_size)``; padded slots get 0."""
+    """Softmax over dim 1 of ``scores`` (batch_size, bag_size); padded slots get weight 0."""
     if mask is not None:
         scores = scores.masked_fill(mask == 0, float("-inf"))
     return torch.softmax(scores, dim=1)
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling (Ilse et al., 2018): z = sum_n s_n h_n, s = masked softmax of f.
+
+    f_n = w^T tanh(V h_n + c). Shapes: H (batch_size, bag_size, P), mask (batch_size,
+    bag_size) -> z (batch_size, P) and, with return_att, f (batch_size, bag_size).
+    """
+
+    def __init__(self, in_dim: int, att_dim: int = 128):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, att_dim)  # V and c
+        self.fc2 = nn.Linear(att_dim, 1, bias=False)  # w
+
+    def forward(self, H, mask=None, return_att=False):
+        f = self.fc2(torch.tanh(self.fc1(H))).squeeze(-1)  # (batch_size, bag_size)
+        s = masked_softmax(f, mask)  # (batch_size, bag_size)
+        z = torch.bmm(s.unsqueeze(1), H).squeeze(1)  # (batch_size, P)
+        return (z, f) if return_att else z
+
+
+class ABMIL(nn.Module):
+    """Attention-based MIL (Ilse et al., 2018) with torchmil's model interface.
+
+    Shapes: X (batch_size, bag_size, in_dim), mask (batch_size, bag_size) with 1 for a real
+    instance and 0 for padding -> logits (batch_size,); predict() and forward(...,
+    return_att=True) also give the scores f (batch_size, bag_size), before the softmax.
+    hidden_dim=None uses the features as they are (no instance network).
+    """
+
+    def __init__(self, in_dim: int, att_dim: int = 128, hidden_dim: int | None = 64):
+        super().__init__()
+        self.feat_ext = instance_encoder(in_dim, hidden_dim)  # h_n
+        dim = hidden_dim or in_dim  # P
+        self.pool = AttentionPool(dim, att_dim)
+        self.classifier = nn.Linear(dim, 1)  # u and b
+
+    def forward(self, X, mask=None, return_att=False):
+        H = self.feat_ext(X)  # (batch_size, bag_size, P)
+        z, f = self.pool(H, mask, return_att=True)  # (batch_size, P), (batch_size, bag_size)
+        logits = self.classifier(z).squeeze(-1)  # (batch_size,)
+        return (logits, f) if return_att else logits
+
+    def compute_loss(self, Y, X, mask=None):
+        logits = self.forward(X, mask)
+        loss = F.binary_cross_entropy_with_logits(logits, Y.reshape(logits.shape).float())
+        return logits, {"BCEWithLogitsLoss": loss}
+
+    def predict(self, X, mask=None, return_inst_pred=True):
+        logits, f = self.forward(X, mask, return_att=True)
+        return (logits, f) if return_inst_pred else logits
+
+
+# ---------------------------------------------------------------------------------------
+# End of the code of chapter 4.
+# ---------------------------------------------------------------------------------------
 
 
 # torchmil.models.ABMIL's LazyLinear layers keep their nn.Linear in a ``module`` attribute.
@@ -52,81 +128,32 @@ def to_torchmil_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, tor
     return out
 
 
-class AttentionPool(nn.Module):
-    """Attention pooling of Ilse et al. (2018).
+def torchmil_abmil(
+    state_dict: dict[str, torch.Tensor],
+    in_dim: int,
+    att_dim: int = 128,
+    hidden_dim: int | None = 64,
+    gated: bool = False,
+) -> nn.Module:
+    """``torchmil.models.ABMIL`` with the weights of an :class:`ABMIL` (chapters 4 and 6).
 
-    ``f_i = w^T tanh(W h_i + b)``, ``s = softmax(f)`` over the real instances of the bag and
-    ``z = sum_i s_i h_i``.
-
-    Shapes: ``H`` ``(batch_size, bag_size, dim)``, ``mask`` ``(batch_size, bag_size)`` ->
-    ``z`` ``(batch_size, dim)`` and, if asked, ``f`` ``(batch_size, bag_size)`` (before softmax).
+    Builds torchmil's model with the same instance network (:func:`instance_encoder`) and
+    attention size, and loads ``state_dict`` renamed by :func:`to_torchmil_state_dict`
+    (strictly: a key missing on either side raises ``RuntimeError``). ``gated=True`` for a
+    state dict with a gate layer ``pool.fc_gated``. Returns the model on the CPU, in eval
+    mode; move it with ``.to(device)``.
     """
-
-    def __init__(self, in_dim: int, att_dim: int = 128):
-        super().__init__()
-        self.fc1 = nn.Linear(in_dim, att_dim)
-        self.fc2 = nn.Linear(att_dim, 1, bias=False)
-
-    def forward(
-        self, H: torch.Tensor, mask: torch.Tensor | None = None, return_att: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        f = self.fc2(torch.tanh(self.fc1(H))).squeeze(-1)  # (batch_size, bag_size)
-        s = masked_softmax(f, mask)  # (batch_size, bag_size)
-        z = torch.bmm(s.unsqueeze(1), H).squeeze(1)  # (batch_size, dim)
-        return (z, f) if return_att else z
+    model = torchmil.models.ABMIL(
+        in_shape=(in_dim,),
+        att_dim=att_dim,
+        gated=gated,
+        feat_ext=instance_encoder(in_dim, hidden_dim),
+    )
+    model.load_state_dict(to_torchmil_state_dict(state_dict))
+    return model.eval()
 
 
-class _BagClassifier(nn.Module):
-    """Shared loss and prediction for single-logit bag classifiers."""
-
-    criterion = nn.BCEWithLogitsLoss()
-
-    def compute_loss(
-        self, Y: torch.Tensor, X: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``Y`` ``(batch_size,)``, ``X`` ``(batch_size, bag_size, in_dim)`` -> logits, losses."""
-        logits = self.forward(X, mask)
-        loss = self.criterion(logits.float(), Y.reshape(logits.shape).float())
-        return logits, {"BCEWithLogitsLoss": loss}
-
-    def predict(
-        self, X: torch.Tensor, mask: torch.Tensor | None = None, return_inst_pred: bool = True
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Bag logits ``(batch_size,)`` and instance scores ``(batch_size, bag_size)``."""
-        logits, inst = self.forward(X, mask, return_att=True)
-        return (logits, inst) if return_inst_pred else logits
-
-
-class ABMIL(_BagClassifier):
-    """Attention-based MIL written from scratch.
-
-    Arguments:
-        in_dim: instance feature dimension ``D``.
-        att_dim: attention dimension.
-        hidden_dim: width of the per-instance network (``None``: use the features as they are).
-
-    Shapes: ``X`` ``(batch_size, bag_size, in_dim)``, ``mask`` ``(batch_size, bag_size)``
-    (1 = real instance, 0 = padding) -> logits ``(batch_size,)``; with ``return_att`` also
-    the attention scores ``f`` ``(batch_size, bag_size)`` before the softmax.
-    """
-
-    def __init__(self, in_dim: int, att_dim: int = 128, hidden_dim: int | None = 64):
-        super().__init__()
-        self.feat_ext = instance_encoder(in_dim, hidden_dim)
-        dim = hidden_dim or in_dim
-        self.pool = AttentionPool(dim, att_dim)
-        self.classifier = nn.Linear(dim, 1)
-
-    def forward(
-        self, X: torch.Tensor, mask: torch.Tensor | None = None, return_att: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        H = self.feat_ext(X)  # (batch_size, bag_size, dim)
-        z, f = self.pool(H, mask, return_att=True)  # (batch_size, dim), (batch_size, bag_size)
-        logits = self.classifier(z).squeeze(-1)  # (batch_size,)
-        return (logits, f) if return_att else logits
-
-
-class MeanPoolMIL(_BagClassifier):
+class MeanPoolMIL(nn.Module):
     """The baseline without attention: every instance counts the same.
 
     ``z = mean_i h_i`` over the real instances, ``logit = c^T z + b``. Because the classifier
@@ -152,3 +179,7 @@ class MeanPoolMIL(_BagClassifier):
             return logits
         inst = (H @ self.classifier.weight.T).squeeze(-1)  # (batch_size, bag_size)
         return logits, inst
+
+    # the loss and the prediction of ABMIL: both only call forward()
+    compute_loss = ABMIL.compute_loss
+    predict = ABMIL.predict

@@ -6,9 +6,11 @@
   that it sees probabilities;
 - it builds its default metric on the CPU, which fails on a GPU: :func:`binary_metrics`
   puts the metrics on the training device;
-- it runs validation in train mode, with gradients on: :func:`train_model` uses a subclass
-  that validates in eval mode under ``torch.no_grad()`` (this matters for models with
-  dropout or batch norm; ours have neither, so their numbers do not change).
+- it runs validation in train mode, with gradients on: :class:`EvalTrainer` (shown in
+  chapter 4) validates in eval mode under ``torch.no_grad()`` (this matters for models with
+  dropout or batch norm; ours have neither, so their numbers do not change). It overrides
+  ``Trainer._shared_loop``, a private method of torchmil 1.0.2 (pinned in pyproject.toml):
+  check it again when raising torchmil.
 
 The best validation model (lowest validation loss) is restored at the end.
 :func:`trained_abmil` is the ABMIL of chapter 4, trained once and then loaded from the
@@ -32,7 +34,7 @@ from torchmil.utils import Trainer
 
 from helpers.data import load_splits, make_loader
 from helpers.fileio import atomic_path
-from helpers.models import ABMIL
+from helpers.models import ABMIL, MeanPoolMIL
 from helpers.settings import Settings, get_device, seed_everything
 
 
@@ -51,10 +53,12 @@ def binary_metrics(device: torch.device | str) -> dict[str, torchmetrics.Metric]
     }
 
 
-class _EvalTrainer(Trainer):
-    """``Trainer`` whose validation and test loops run in eval mode without gradients."""
+# Defined in chapter 4 ("Training with torchmil's Trainer"): the chapter shows this class;
+# tests/test_models.py::test_chapter_4_shows_the_package_code holds the two equal.
+class EvalTrainer(Trainer):
+    """torchmil's Trainer, but validation and test run in eval mode without gradients."""
 
-    def _shared_loop(self, dataloader, epoch: int = 0, mode: str = "train") -> dict[str, float]:
+    def _shared_loop(self, dataloader, epoch=0, mode="train"):
         if mode == "train":
             return super()._shared_loop(dataloader, epoch=epoch, mode=mode)
         # Trainer._shared_loop calls self.model.train() first: make that call set eval mode.
@@ -109,7 +113,7 @@ def train_model(
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = _History()
-    trainer = _EvalTrainer(
+    trainer = EvalTrainer(
         model=model,
         optimizer=optimizer,
         metrics_dict=binary_metrics(device),
@@ -139,19 +143,25 @@ def cache_dir(cfg: Settings) -> Path:
     return Path.home() / ".cache" / "mil-book" / "models"
 
 
+# Bag entries that training never reads (the patch labels, only used for evaluation).
+UNTRAINED_KEYS = frozenset({"y_inst"})
+
+
 def data_fingerprint(dataset) -> str:
     """A hash of every bag of ``dataset``: its name and the bytes, dtype and shape of each
-    tensor it holds (features ``X``, labels ``Y`` and ``y_inst``, ``coords``, ``adj``).
+    tensor training can read (features ``X``, label ``Y``, ``coords``, ``adj``, ...).
 
     Replacing a features file, rebuilding the cohort with another seed or editing a label
-    changes it, so weights cached for other data are never loaded.
+    changes it, so weights cached for other data are never loaded. The patch labels
+    ``y_inst`` (see :data:`UNTRAINED_KEYS`) are left out: no model of the book trains on
+    them, so adding or correcting patch labels keeps the cached weights.
     """
     digest = hashlib.sha256()
     names = list(dataset.get_bag_names()) if hasattr(dataset, "get_bag_names") else []
     for i in range(len(dataset)):
         bag = dataset[i]
         digest.update(f"bag {names[i] if i < len(names) else i}".encode())
-        for key in sorted(bag.keys()):
+        for key in sorted(k for k in bag.keys() if k not in UNTRAINED_KEYS):
             value = bag[key]
             if not isinstance(value, torch.Tensor):
                 digest.update(f"{key}={value!r}".encode())
@@ -252,6 +262,28 @@ def trained_abmil(
         cfg,
         "abmil",
         lambda: ABMIL(in_dim, **ABMIL_SETTINGS),
+        make_loader(train, BATCH_SIZE, shuffle=True, seed=TRAIN_SETTINGS["seed"]),
+        make_loader(val, batch_size=1),
+        device=device,
+        **TRAIN_SETTINGS,
+    )
+
+
+def trained_meanpool(
+    cfg: Settings, splits=None, device: torch.device | str | None = None
+) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """Chapter 5's mean-pooling baseline (``helpers.models.MeanPoolMIL``), trained or loaded.
+
+    The same data, loaders and :data:`TRAIN_SETTINGS` as :func:`trained_abmil`, with
+    ``hidden_dim=ABMIL_SETTINGS["hidden_dim"]``; the name is ``"meanpool"`` (chapters 5 and 6).
+    Returns ``(model, history)``, the model in eval mode on ``device``.
+    """
+    train, val, _ = splits if splits is not None else load_splits(cfg)
+    in_dim = int(train[0]["X"].shape[-1])
+    return train_or_load(
+        cfg,
+        "meanpool",
+        lambda: MeanPoolMIL(in_dim, hidden_dim=ABMIL_SETTINGS["hidden_dim"]),
         make_loader(train, BATCH_SIZE, shuffle=True, seed=TRAIN_SETTINGS["seed"]),
         make_loader(val, batch_size=1),
         device=device,

@@ -3,6 +3,11 @@ metrics on hand-made cases, predictions on demo slides and the weight cache."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +17,7 @@ import torchmil.models as tm
 from tensordict import TensorDict
 from torch import nn
 
+import helpers.models as models_module
 import helpers.training as training
 from helpers.data import collate, load_dataset, make_loader, read_split
 from helpers.evaluation import Predictions, bag_metrics, minmax, patch_auroc, predict
@@ -22,6 +28,7 @@ from helpers.models import (
     instance_encoder,
     masked_softmax,
     to_torchmil_state_dict,
+    torchmil_abmil,
 )
 from helpers.training import binary_metrics, train_model, train_or_load
 
@@ -171,6 +178,78 @@ def test_abmil_without_instance_network_matches_torchmil():
     torch.testing.assert_close(ours(batch["X"], batch["mask"]), theirs(batch["X"], batch["mask"]))
 
 
+def test_torchmil_abmil_loads_our_weights():
+    torch.manual_seed(2)
+    for gated in (False, True):
+        ours = ABMIL(D, att_dim=4, hidden_dim=5)
+        if gated:  # the gate layer of Exercise 1 of chapter 4
+            ours.pool.fc_gated = nn.Linear(5, 4)
+        theirs = torchmil_abmil(ours.state_dict(), D, att_dim=4, hidden_dim=5, gated=gated)
+        assert isinstance(theirs, tm.ABMIL) and not theirs.training
+        assert set(theirs.state_dict()) == set(to_torchmil_state_dict(ours.state_dict()))
+    with pytest.raises(RuntimeError):  # a gate the state dict does not have
+        torchmil_abmil(ABMIL(D, att_dim=4, hidden_dim=5).state_dict(), D, 4, 5, gated=True)
+    ours = ABMIL(D, att_dim=4, hidden_dim=5).eval()
+    theirs = torchmil_abmil(ours.state_dict(), D, att_dim=4, hidden_dim=5)
+    _, batch = padded_batch([3, 6])
+    torch.testing.assert_close(ours(batch["X"], batch["mask"]), theirs(batch["X"], batch["mask"]))
+
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.S | re.M)
+
+
+def chapter_definitions(chapter: Path) -> dict[str, ast.AST]:
+    """The top-level functions and classes defined in the code cells of a MyST chapter."""
+    found: dict[str, ast.AST] = {}
+    for body in CELL.findall(chapter.read_text()):
+        lines = body.splitlines()
+        if lines and lines[0] == "---":  # a YAML metadata block
+            lines = lines[lines.index("---", 1) + 1 :]
+        lines = [ln for ln in lines if not ln.startswith(":")]  # cell options
+        # IPython magics (`%pip install ...`, also indented under an `if`) become `pass`
+        lines = [ln[: len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith("%")
+                 else ln for ln in lines]  # fmt: skip
+        for node in ast.parse("\n".join(lines)).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                found[node.name] = node
+    return found
+
+
+def module_definitions(module) -> dict[str, ast.AST]:
+    tree = ast.parse(inspect.getsource(module))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+
+
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        (models_module, ["instance_encoder", "masked_softmax", "AttentionPool", "ABMIL"]),
+        (training, ["EvalTrainer"]),
+    ],
+)
+def test_chapter_4_shows_the_package_code(module, names):
+    """Chapter 4 writes these definitions cell by cell; the package holds the same code
+    (the same syntax tree, docstrings included: only comments and layout may differ)."""
+    chapter = chapter_definitions(BOOK / "04-abmil.md")
+    package = module_definitions(module)
+    for name in names:
+        assert name in chapter, f"chapter 4 no longer defines {name}"
+        assert ast.dump(chapter[name]) == ast.dump(package[name]), (
+            f"{name}: chapter 4 and {module.__name__} differ; edit both together"
+        )
+
+
+def test_chapter_definitions_sees_a_difference(tmp_path):
+    """The comparison above can fail: one changed constant is a different tree."""
+    source = (BOOK / "04-abmil.md").read_text()
+    edited = tmp_path / "04.md"
+    edited.write_text(source.replace("bias=False)  # w", "bias=True)  # w", 1))
+    assert ast.dump(chapter_definitions(edited)["AttentionPool"]) != ast.dump(
+        module_definitions(models_module)["AttentionPool"]
+    )
+
+
 def test_mean_pool_instance_scores_average_to_logit_minus_bias():
     model = models()["mean"]
     bags, batch = padded_batch([3, 9, 6])
@@ -217,7 +296,7 @@ def hand_predictions() -> Predictions:
         inst_scores=scores,
         attention=[np.exp(s) / np.exp(s).sum() for s in scores],
         y_inst=y_inst,
-        coords=[np.stack([np.arange(len(s)), np.zeros(len(s), int)], 1) for s in scores],
+        grid_xy=[np.stack([np.arange(len(s)), np.zeros(len(s), int)], 1) for s in scores],
     )
 
 

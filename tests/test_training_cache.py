@@ -70,6 +70,19 @@ def test_fingerprint_follows_the_content():
     assert training.data_fingerprint(changed) != base
 
 
+def test_fingerprint_ignores_the_patch_labels():
+    """Training never reads ``y_inst``: adding or correcting patch labels keeps the cache."""
+    base = training.data_fingerprint(Bags())
+    relabelled = Bags()
+    relabelled.bags[1]["y_inst"][0] = 1.0
+    assert training.data_fingerprint(relabelled) == base
+    without = Bags()
+    for bag in without.bags:
+        del bag["y_inst"]
+    assert training.data_fingerprint(without) == base
+    assert "y_inst" in training.UNTRAINED_KEYS and "Y" not in training.UNTRAINED_KEYS
+
+
 def test_new_data_under_the_same_names_is_trained_not_loaded(cfg, tmp_path, monkeypatch):
     fit(cfg, Bags(), Bags(seed=9))
     assert len(list(tmp_path.glob("t-*.pt"))) == 1
