@@ -53,7 +53,7 @@ def _run_steps(root: Path, name: str, steps: list[str]) -> dict:
     from helpers.settings import WSI_EXTENSIONS
 
     job = root / "trident_processed" / "20x_512px_0px_overlap"
-    coords, attrs = labels.read_coords(job / "patches" / f"{name}_patches.h5")
+    attrs, coords = labels.read_coords(job / "patches" / f"{name}_patches.h5")
     p = int(attrs["patch_size_level0"])
     size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
     wsi = next(

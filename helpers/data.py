@@ -31,7 +31,7 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
         path = files[0]
     else:
         path = cfg.coords_path(name)
-    _, attrs = read_coords(path)
+    attrs, _ = read_coords(path)
     if "patch_size_level0" not in attrs:
         raise ValueError(
             f"{path} has no 'patch_size_level0' attribute on 'coords' (TRIDENT writes one)."
@@ -119,7 +119,7 @@ class CheckedTridentDataset(TridentWSIDataset):
     def _load_coords(self, name: str) -> np.ndarray:
         path = os.path.join(self.coords_path, name + "_patches" + self.file_ext)
         self._check_file(path, "coords")
-        coords, attrs = read_coords(path)
+        attrs, coords = read_coords(path)
         if "patch_size_level0" not in attrs:
             raise ValueError(f"{path} has no 'patch_size_level0' attribute on 'coords'.")
         self._level0_coords = coords

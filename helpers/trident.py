@@ -16,7 +16,9 @@ the way TRIDENT makes CAMELYON16's:
    pyramid (black beyond the slide's edge, as TRIDENT reads it) and passed through a
    patch encoder.
 
-File layout and h5 attributes follow TRIDENT v0.3.0 (``{mag}x_{patch_size}px_{overlap}px_overlap``;
+The files are read and written by :mod:`helpers.formats` (``read_coords``, ``save_coords``,
+``save_features``, ``save_thumbnail``, importable from here too); their layout and h5
+attributes follow TRIDENT v0.3.0 (``{mag}x_{patch_size}px_{overlap}px_overlap``;
 ``patch_size_level0`` and ``target_magnification`` stored as floats; ``name``, ``savetodir``
 and ``encoder`` on the ``features`` dataset).
 
@@ -30,24 +32,24 @@ Where this module still differs from TRIDENT v0.3.0, and why:
 - TRIDENT truncates a level's downsample to an integer when it sizes the region it reads
   (``int(1.9997) == 1`` reads twice the area on a level whose size was rounded); here the
   level's true downsample is used.
-- TRIDENT reads ``coords`` with ``read_coords(path) -> (attrs, coords)``; this package's
-  :func:`helpers.labels.read_coords` returns ``(coords, attrs)``.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import openslide
 import torch
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
-from helpers.fileio import atomic_path
-from helpers.labels import read_coords  # noqa: F401  (one reader of coords files)
+from helpers.formats import (  # noqa: F401  (the TRIDENT files, importable from here)
+    read_coords,
+    save_coords,
+    save_features,
+    save_thumbnail,
+)
 
 
 def objective_power(slide: openslide.OpenSlide) -> int:
@@ -353,26 +355,6 @@ def coords_attributes(
     }
 
 
-def _save_h5(path: str | os.PathLike, assets: dict, attributes: dict) -> None:
-    """Write datasets as TRIDENT does (one chunk per row, resizable first axis), each with
-    its own attributes and none on the file; atomically."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for key, data in assets.items():
-            ds = f.create_dataset(
-                key,
-                data=data,
-                chunks=(1,) + data.shape[1:] if len(data) else None,
-                maxshape=(None,) + data.shape[1:],
-            )
-            ds.attrs.update(attributes.get(key, {}))
-
-
-def save_coords(path: str | os.PathLike, coords: np.ndarray, attrs: dict) -> None:
-    """Write ``<slide>_patches.h5``: dataset ``coords`` int64 ``(n_patches, 2)`` with ``attrs``."""
-    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
-    _save_h5(path, {"coords": coords}, {"coords": attrs})
-
-
 def read_patches(
     slide: openslide.OpenSlide,
     coords: np.ndarray,
@@ -436,38 +418,3 @@ def extract_features(
     if not feats:
         raise ValueError(f"{attrs.get('name')}: no patches to encode")
     return torch.cat(feats).numpy().astype(np.float32)
-
-
-def save_features(
-    path: str | os.PathLike,
-    features: np.ndarray,
-    coords: np.ndarray,
-    coords_attrs: dict,
-    encoder_name: str,
-) -> None:
-    """Write ``features_<encoder>/<slide>.h5``: ``features`` ``(n_patches, dim)`` and ``coords``."""
-    if len(features) != len(coords):
-        raise ValueError(f"{len(features)} feature rows but {len(coords)} coords")
-    path = Path(path)
-    _save_h5(
-        path,
-        {"features": np.asarray(features), "coords": np.asarray(coords, dtype=np.int64)},
-        {
-            # as TRIDENT: on the features dataset, not on the file
-            "features": {
-                "name": coords_attrs["name"],
-                "savetodir": str(path.parent),
-                "encoder": encoder_name,
-            },
-            "coords": coords_attrs,
-        },
-    )
-
-
-def save_thumbnail(slide: openslide.OpenSlide, path: str | os.PathLike, size: int = 1000) -> None:
-    """Save a JPEG thumbnail whose longest side is about ``size`` px (TRIDENT's ``thumbnails/``
-    are what ``slide.get_thumbnail`` returns for that size, saved at PIL's default quality;
-    this one is saved at quality 90)."""
-    thumb = slide.get_thumbnail((size, size)).convert("RGB")
-    with atomic_path(path) as tmp:
-        thumb.save(tmp, format="JPEG", quality=90)

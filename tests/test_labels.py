@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from helpers import labels as L
+from helpers.coverage import box_fractions
 from helpers.demo import pyramid_levels, write_pyramid
 
 P = 1024  # patch_size_level0
@@ -222,7 +223,7 @@ def test_summed_area_boxes_in_bands_equal_brute_force():
     padded[50:350, 50:250] = tumor_map
     brute = [padded[b + 50 : d + 50, a + 50 : c + 50].sum() / (c - a) ** 2 for a, b, c, d in boxes]
     for band_pixels in (1, 200 * 37, 10**9):  # one box per band, a few bands, one band
-        fr = L._box_fractions(lambda r0, r1: tumor_map[r0:r1], (200, 300), boxes, band_pixels)
+        fr = box_fractions(lambda r0, r1: tumor_map[r0:r1], (200, 300), boxes, band_pixels)
         np.testing.assert_allclose(fr, brute)
 
 
@@ -436,7 +437,7 @@ def test_demo_labels_match_per_patch_level0_reference(demo_dir):
     assert len(tumor_names) >= 5
     fast_all, xml_all, ref_all = [], [], []
     for name in tumor_names:
-        coords, attrs = L.read_coords(trident / "patches" / f"{name}_patches.h5", P)
+        attrs, coords = L.read_coords(trident / "patches" / f"{name}_patches.h5", P)
         size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
         mask = demo_dir / "masks" / f"{name}_mask.tif"
         ref = L.tumor_fraction_per_patch(mask, coords, P)

@@ -176,7 +176,7 @@ def test_save_dir_that_is_not_writable(folder, monkeypatch, capsys):
 def test_a_failed_write_leaves_nothing(folder, monkeypatch):
     (folder / "out").mkdir()
     (folder / "out" / "normal_001.h5").write_bytes(b"older labels")
-    real = L._write_labels_h5
+    real = L.write_patch_labels_h5
     calls = []
 
     def fail_second(path, *args):
@@ -185,7 +185,7 @@ def test_a_failed_write_leaves_nothing(folder, monkeypatch):
             raise OSError(28, "No space left on device")
         real(path, *args)
 
-    monkeypatch.setattr(L, "_write_labels_h5", fail_second)
+    monkeypatch.setattr(L, "write_patch_labels_h5", fail_second)
     with pytest.raises(L.LabelInputError, match="No space left.*nothing was written"):
         run(folder)
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["normal_001.h5"]

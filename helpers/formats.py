@@ -1,0 +1,350 @@
+"""Every file the book reads or writes, in one module (as TRIDENT keeps its IO in one place).
+
+Layout of a TRIDENT job (see :mod:`helpers.layout`) and what each file holds::
+
+    <name>_patches.h5      coords (N, 2) int64 level-0 (x, y) top-left corners, with the
+                           attributes TRIDENT writes (patch_size_level0, level0_width, ...)
+    features_<enc>/<name>.h5   features (N, dim), coords (N, 2), as TRIDENT v0.3 writes them
+    patch_labels/<name>.h5 patch_labels (N,) int64 0/1, tumor_fraction (N,) float32 (this book)
+    thumbnails/<name>.jpg  a JPEG of the whole slide
+    *.csv                  wsi_name,wsi_label (0 normal, 1 tumor)
+
+Public API (``N`` patches; coordinates are level-0 pixels, hence ``coords_level0``)::
+
+    read_coords(path, patch_size_level0=None) -> (attrs dict, coords_level0 (N, 2) int64)
+    save_coords(path, coords_level0, attrs)
+    save_features(path, features, coords_level0, coords_attrs, encoder_name)
+    read_patch_labels(path) -> (N,) int64
+    write_patch_labels(path, labels, fractions=None, attrs=None)   (atomic)
+    read_labels_csv(csv_path) -> DataFrame wsi_name (str), wsi_label (int 0/1)
+    open_slide(path_or_slide, what="slide") -> (openslide.OpenSlide, opened_here)
+    read_thumbnail(path_or_slide, max_size=1000) -> (h, w, 3) uint8
+    save_thumbnail(slide, path, size=1000)
+
+``read_coords`` returns ``(attrs, coords)`` in that order, as TRIDENT's own ``read_coords``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from helpers.fileio import atomic_path
+from helpers.grid import check_coords_level0
+
+__all__ = [
+    "LabelInputError",
+    "read_coords",
+    "save_coords",
+    "save_features",
+    "read_patch_labels",
+    "write_patch_labels",
+    "write_patch_labels_h5",
+    "read_labels_csv",
+    "open_slide",
+    "read_thumbnail",
+    "save_thumbnail",
+]
+
+#: Problems listed in an error message before "... and N more".
+MAX_SHOWN = 5
+
+
+class LabelInputError(ValueError):
+    """Bad input: a missing file, a mismatch, an unreadable file."""
+
+
+# --------------------------------------------------------------------------------------------
+# coords and features (TRIDENT's h5 files)
+
+
+def read_coords(path, patch_size_level0: int | None = None) -> tuple[dict, np.ndarray]:
+    """Coordinates of a TRIDENT ``<name>_patches.h5`` file, checked against the patch size.
+
+    Arguments:
+        path: The h5 file, dataset ``coords`` ``(N, 2)`` int64 level-0 ``(x, y)``.
+        patch_size_level0: Expected patch side in level-0 pixels. When given, it must equal the
+            file's ``patch_size_level0`` attribute (if any), and the patch positions must lie
+            on a grid of step ``patch_size_level0 - overlap``.
+
+    Returns:
+        ``(attrs, coords_level0 (N, 2) int64)`` where ``attrs`` are the attributes of
+        ``coords``: the order of TRIDENT's ``read_coords``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"coords file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "coords" not in f:
+                raise LabelInputError(f"{path} has no dataset 'coords' (keys: {list(f.keys())}).")
+            coords_level0 = np.asarray(f["coords"][:])
+            attrs = {
+                k: (v.item() if hasattr(v, "item") else v) for k, v in f["coords"].attrs.items()
+            }
+    except OSError as exc:
+        raise LabelInputError(f"cannot read coords file {path}: {exc}") from exc
+    try:
+        coords_level0 = check_coords_level0(coords_level0)
+    except ValueError as exc:
+        raise LabelInputError(f"{path}: {exc}") from exc
+    if patch_size_level0 is not None:
+        check_coords_spacing(coords_level0, int(patch_size_level0), attrs, path)
+    return attrs, coords_level0
+
+
+def check_coords_spacing(
+    coords_level0: np.ndarray, patch_size_level0: int, attrs: dict, path: Path
+) -> None:
+    described = ", ".join(
+        f"{k}={attrs[k]}"
+        for k in ("patch_size", "patch_size_level0", "level0_magnification", "target_magnification")
+        if k in attrs
+    )
+    hint = f" (the h5 attributes give {described})" if described else ""
+    if "patch_size_level0" in attrs and int(attrs["patch_size_level0"]) != patch_size_level0:
+        raise LabelInputError(
+            f"{path.name}: patch_size_level0={patch_size_level0} was asked for but the coords "
+            f"were made with patch_size_level0={int(attrs['patch_size_level0'])}{hint}. Pass "
+            f"--patch_size {int(attrs['patch_size_level0'])} --patch_level 0, or leave "
+            "--patch_size out to use each file's own."
+        )
+    step = patch_size_level0 - int(attrs.get("overlap", 0) or 0)
+    if len(coords_level0) < 2 or step <= 0:
+        return
+    offsets = np.concatenate(
+        [coords_level0[:, 0] - coords_level0[0, 0], coords_level0[:, 1] - coords_level0[0, 1]]
+    )
+    spacing = int(np.gcd.reduce(np.abs(offsets)))
+    if spacing not in (0, step):
+        raise LabelInputError(
+            f"{path.name}: the patches are spaced by {spacing} level-0 px, which does not match "
+            f"patch_size_level0={patch_size_level0} (grid step {step}){hint}."
+        )
+
+
+def level0_size(attrs: dict) -> tuple[int, int] | None:
+    """The slide's level-0 ``(width, height)`` from coords attributes, or ``None``."""
+    if "level0_width" in attrs and "level0_height" in attrs:
+        return int(attrs["level0_width"]), int(attrs["level0_height"])
+    return None
+
+
+def _save_h5(path: str | os.PathLike, assets: dict, attributes: dict) -> None:
+    """Write datasets as TRIDENT does (one chunk per row, resizable first axis), each with
+    its own attributes and none on the file; atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, data in assets.items():
+            dataset = f.create_dataset(
+                key,
+                data=data,
+                chunks=(1,) + data.shape[1:] if len(data) else None,
+                maxshape=(None,) + data.shape[1:],
+            )
+            dataset.attrs.update(attributes.get(key, {}))
+
+
+def save_coords(path: str | os.PathLike, coords_level0: np.ndarray, attrs: dict) -> None:
+    """Write ``<slide>_patches.h5``: dataset ``coords`` int64 ``(n_patches, 2)`` with ``attrs``."""
+    coords_level0 = np.asarray(coords_level0, dtype=np.int64).reshape(-1, 2)
+    _save_h5(path, {"coords": coords_level0}, {"coords": attrs})
+
+
+def save_features(
+    path: str | os.PathLike,
+    features: np.ndarray,
+    coords_level0: np.ndarray,
+    coords_attrs: dict,
+    encoder_name: str,
+) -> None:
+    """Write ``features_<encoder>/<slide>.h5``: ``features`` ``(n_patches, dim)`` and ``coords``."""
+    if len(features) != len(coords_level0):
+        raise ValueError(f"{len(features)} feature rows but {len(coords_level0)} coords")
+    path = Path(path)
+    _save_h5(
+        path,
+        {"features": np.asarray(features), "coords": np.asarray(coords_level0, dtype=np.int64)},
+        {
+            # as TRIDENT: on the features dataset, not on the file
+            "features": {
+                "name": coords_attrs["name"],
+                "savetodir": str(path.parent),
+                "encoder": encoder_name,
+            },
+            "coords": coords_attrs,
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# patch labels (this book's h5 files)
+
+
+def read_patch_labels(path) -> np.ndarray:
+    """The ``patch_labels`` of ``patch_labels/<name>.h5``: ``(N,)`` int64, one per coords row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"patch labels file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "patch_labels" not in f:
+                raise LabelInputError(
+                    f"{path} has no dataset 'patch_labels' (keys: {list(f.keys())})."
+                )
+            return np.asarray(f["patch_labels"][:]).astype(np.int64)
+    except OSError as exc:
+        raise LabelInputError(f"cannot read patch labels file {path}: {exc}") from exc
+
+
+def write_patch_labels(
+    path, labels: np.ndarray, fractions: np.ndarray | None = None, attrs: dict | None = None
+) -> None:
+    """Write ``patch_labels`` (int64, ``(N,)``) to an h5 file atomically (tmp file + rename).
+
+    Arguments:
+        path: Output file, ``<save_dir>/<name>.h5``; its folder is created.
+        labels: ``(N,)`` 0/1 labels, one per row of the coords file, same order.
+        fractions: Optional ``(N,)`` tumor fractions, stored as ``tumor_fraction`` (float32).
+        attrs: Optional attributes stored on ``patch_labels`` (e.g. threshold, source).
+    """
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (N,), got {labels.shape}.")
+    if fractions is not None and np.shape(fractions) != labels.shape:
+        raise ValueError(f"fractions {np.shape(fractions)} and labels {labels.shape} differ.")
+    with atomic_path(path) as tmp:
+        write_patch_labels_h5(tmp, labels, fractions, attrs)
+
+
+def write_patch_labels_h5(path, labels, fractions=None, attrs: dict | None = None) -> None:
+    """Write a patch-labels h5 file straight to ``path`` (not atomic: see
+    :func:`write_patch_labels`); the caller checks shapes."""
+    with h5py.File(path, "w") as f:
+        dataset = f.create_dataset("patch_labels", data=np.asarray(labels).astype(np.int64))
+        for k, v in (attrs or {}).items():
+            dataset.attrs[k] = v
+        if fractions is not None:
+            f.create_dataset("tumor_fraction", data=np.asarray(fractions, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# label CSVs
+
+
+def _read_csv_text(csv_path: Path) -> pd.DataFrame:
+    """The CSV as stripped text, with columns ``wsi_name`` and ``wsi_label`` checked present."""
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"labels CSV not found: {csv_path}")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise LabelInputError(
+            f"labels CSV {csv_path} is empty: it needs a header wsi_name,wsi_label and one row "
+            "per slide."
+        ) from None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise LabelInputError(f"cannot read labels CSV {csv_path}: {exc}") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = {"wsi_name", "wsi_label"} - set(df.columns)
+    if missing:
+        raise LabelInputError(
+            f"{csv_path} needs columns wsi_name,wsi_label; missing {sorted(missing)} "
+            f"(has {list(df.columns)})."
+        )
+    if df.empty:
+        raise LabelInputError(f"labels CSV {csv_path} has a header but no rows (no slide).")
+    return df
+
+
+def read_labels_csv(csv_path) -> pd.DataFrame:
+    """A slide-labels CSV (``wsi_name,wsi_label``), checked row by row.
+
+    Raises :class:`LabelInputError` (naming the file, and the lines at fault) for an empty
+    file, a file with a header but no rows, missing columns, blank names, names listed
+    twice, and labels that are blank or not 0/1; ``FileNotFoundError`` when it is missing.
+
+    Returns:
+        The table with ``wsi_name`` as ``str`` and ``wsi_label`` as ``int`` (0 or 1).
+    """
+    csv_path = Path(csv_path)
+    df = _read_csv_text(csv_path)
+    names = df["wsi_name"].str.strip()
+    text = df["wsi_label"].str.strip()
+    value = pd.to_numeric(text, errors="coerce")
+    line = df.index + 2  # 1-based, after the header
+
+    def rows(mask) -> str:
+        shown = [
+            f"line {n}: {nm or '(blank name)'},{lb or '(blank label)'}"
+            for n, nm, lb in zip(line[mask][:MAX_SHOWN], names[mask], text[mask], strict=False)
+        ]
+        more = int(mask.sum()) - len(shown)
+        return "; ".join(shown) + (f"; ... and {more} more" if more > 0 else "")
+
+    blank = names == ""
+    if blank.any():
+        raise LabelInputError(f"{csv_path}: wsi_name is blank on {rows(blank)}.")
+    bad = ~value.isin([0, 1])
+    if bad.any():
+        raise LabelInputError(
+            f"{csv_path}: wsi_label must be 0 (normal) or 1 (tumor); bad {rows(bad)}."
+        )
+    dup = names.duplicated(keep=False)
+    if dup.any():
+        raise LabelInputError(f"{csv_path}: names listed more than once: {rows(dup)}.")
+    return pd.DataFrame({"wsi_name": names.astype(str), "wsi_label": value.astype(int)})
+
+
+# --------------------------------------------------------------------------------------------
+# slides and thumbnails
+
+
+def open_slide(path_or_slide, what: str = "slide"):
+    """``(slide, opened_here)``: an ``openslide.OpenSlide`` for a path, or the object itself.
+
+    A missing file raises ``FileNotFoundError`` and an unreadable one :class:`LabelInputError`,
+    both naming ``what`` (``"slide"``, ``"mask"``). ``opened_here`` tells the caller whether
+    it must close the slide (it did not own an object it was given)::
+
+        slide, opened = open_slide(path)
+        try:
+            ...
+        finally:
+            if opened:
+                slide.close()
+    """
+    import openslide
+
+    if isinstance(path_or_slide, openslide.AbstractSlide):
+        return path_or_slide, False
+    path = Path(path_or_slide)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        return openslide.OpenSlide(str(path)), True
+    except (openslide.OpenSlideError, OSError) as exc:
+        raise LabelInputError(f"cannot read {what} {path}: {exc}") from exc
+
+
+def read_thumbnail(path_or_slide, max_size: int = 1000) -> np.ndarray:
+    """The slide's thumbnail (openslide's, longest side ``max_size``): uint8 RGB ``(h, w, 3)``."""
+    slide, opened = open_slide(path_or_slide, "slide")
+    try:
+        return np.asarray(slide.get_thumbnail((max_size, max_size)).convert("RGB"))
+    finally:
+        if opened:
+            slide.close()
+
+
+def save_thumbnail(slide, path: str | os.PathLike, size: int = 1000) -> None:
+    """Save a JPEG thumbnail whose longest side is about ``size`` px (TRIDENT's ``thumbnails/``
+    are what ``slide.get_thumbnail`` returns for that size, saved at PIL's default quality;
+    this one is saved at quality 90)."""
+    thumb = slide.get_thumbnail((size, size)).convert("RGB")
+    with atomic_path(path) as tmp:
+        thumb.save(tmp, format="JPEG", quality=90)
