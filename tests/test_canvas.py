@@ -15,6 +15,7 @@ from torchmil.visualize import draw_heatmap_wsi
 
 from helpers import canvas as C
 from helpers.demo import aperio_description, pyramid_levels, write_pyramid
+from helpers.reference import slide_canvas_per_patch
 from helpers.trident import to_rgb
 
 P = 1024
@@ -66,7 +67,7 @@ def coords(slide_path) -> np.ndarray:
 def test_canvas_matches_the_per_patch_way(slide_path, coords):
     with openslide.OpenSlide(str(slide_path)) as slide:
         fast, rows, cols = C.slide_canvas(slide, coords, P, cell_size=50)
-        slow, rows_ref, cols_ref = C.slide_canvas_per_patch(slide, coords, P, cell_size=50)
+        slow, rows_ref, cols_ref = slide_canvas_per_patch(slide, coords, P, cell_size=50)
     assert 20 < len(coords) < 88  # some cells are glass only: the canvas has white holes
     assert fast.dtype == np.uint8 and fast.shape == slow.shape
     assert fast.shape == ((rows.max() + 1) * 50, (cols.max() + 1) * 50, 3)
@@ -81,7 +82,7 @@ def test_canvas_matches_the_per_patch_way(slide_path, coords):
 
 
 def test_rows_and_cols_follow_the_earlier_convention(coords):
-    rows, cols = C.patch_grid_indices(coords, P)
+    rows, cols = C.canvas_rows_cols(coords, P)
     np.testing.assert_array_equal(rows, coords[:, 1] // P - (coords[:, 1] // P).min())
     np.testing.assert_array_equal(cols, coords[:, 0] // P - (coords[:, 0] // P).min())
     assert rows.min() == 0 and cols.min() == 0
@@ -105,7 +106,7 @@ def test_patches_off_the_grid(slide_path, coords):
     shifted = coords[(coords[:, 0] + 300 + P <= W0) & (coords[:, 1] + 200 + P <= H0)] + [300, 200]
     with openslide.OpenSlide(str(slide_path)) as slide:
         fast, rows, cols = C.slide_canvas(slide, shifted, P, cell_size=32)
-        slow, *_ = C.slide_canvas_per_patch(slide, shifted, P, cell_size=32)
+        slow, *_ = slide_canvas_per_patch(slide, shifted, P, cell_size=32)
     assert fast.shape == slow.shape
     assert np.abs(fast.astype(float) - slow.astype(float)).mean() < MAX_MEAN_DIFF
 
@@ -189,7 +190,7 @@ def test_demo_canvas_matches_the_per_patch_way(demo_dir):
             p = int(f["coords"].attrs["patch_size_level0"])
         with openslide.OpenSlide(str(demo_dir / "wsis" / f"{name}.tif")) as slide:
             fast, rows, cols = C.slide_canvas(slide, coords, p, cell_size=50)
-            slow, rows_ref, cols_ref = C.slide_canvas_per_patch(slide, coords, p, cell_size=50)
+            slow, rows_ref, cols_ref = slide_canvas_per_patch(slide, coords, p, cell_size=50)
         assert fast.shape == slow.shape, name
         np.testing.assert_array_equal(rows, rows_ref)
         np.testing.assert_array_equal(cols, cols_ref)
@@ -199,7 +200,7 @@ def test_demo_canvas_matches_the_per_patch_way(demo_dir):
 
 def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
     with openslide.OpenSlide(str(slide_path)) as slide:
-        reader = C._TiffLevel.open(slide, 3)
+        reader = C.TiffLevelReader.open(slide_path, slide, 3)
         assert reader is not None  # the fast path is taken for a tiled TIFF
         w, h = slide.level_dimensions[3]
         window = reader.read(w - 300, -20, 400, 200)  # crosses the page's top and right edges
@@ -207,10 +208,26 @@ def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
         assert (window[:20] == 255).all(), "beyond the edge is white, like glass"
         reader.close()
         np.testing.assert_array_equal(window, ref)
-        fast, *_ = C.slide_canvas(slide, coords, P)
-        monkeypatch.setattr(C._TiffLevel, "open", classmethod(lambda cls, s, lv: None))
-        via_openslide, *_ = C.slide_canvas(slide, coords, P)
+        readers = []
+        real_open = C.TiffLevelReader.open
+
+        def spy(cls, *args):
+            readers.append(real_open(*args))
+            return readers[-1]
+
+        monkeypatch.setattr(C.TiffLevelReader, "open", classmethod(spy))
+        fast, *_ = C.slide_canvas(slide_path, coords, P)  # a path: tifffile decodes the tiles
+        assert len(readers) == 1 and readers[0] is not None
+        via_openslide, *_ = C.slide_canvas(slide, coords, P)  # an open slide: openslide reads
+        assert len(readers) == 1
     np.testing.assert_array_equal(fast, via_openslide)
+
+
+def test_tiff_reader_declines_what_it_cannot_read(tmp_path, slide_path):
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        assert C.TiffLevelReader.open(tmp_path / "slide.mrxs", slide, 3) is None  # not a TIFF
+        (tmp_path / "broken.tif").write_bytes(b"II*\x00broken")
+        assert C.TiffLevelReader.open(tmp_path / "broken.tif", slide, 3) is None
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +266,7 @@ def test_canvas_and_overlay_on_a_4x_pyramid_without_objective_power(generic_4x_s
         assert np.allclose(slide.level_downsamples[:3], [1, 4, 16], rtol=0.01)
         for cell in (16, 100):  # a cell between levels, and one finer than level 1
             fast, rows, cols = C.slide_canvas(slide, coords, P, cell_size=cell)
-            slow, _, _ = C.slide_canvas_per_patch(slide, coords, P, cell_size=cell)
+            slow, _, _ = slide_canvas_per_patch(slide, coords, P, cell_size=cell)
             assert fast.shape == slow.shape == ((rows.max() + 1) * cell, (cols.max() + 1) * cell, 3)
             assert np.abs(fast.astype(float) - slow.astype(float)).mean() < MAX_MEAN_DIFF, cell
         image = C.overlay_on_thumbnail(slide, coords, np.linspace(0, 1, len(coords)), P)
