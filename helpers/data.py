@@ -18,8 +18,20 @@ from helpers.labels import read_labels_csv
 from helpers.settings import Settings
 from helpers.trident import read_coords
 
+#: The start of torch's warning that it does not check sparse tensors (torchmil's ``adj``).
+SPARSE_WARNING = "Sparse invariant checks"
+
 BAG_KEYS = ["X", "Y", "y_inst", "adj", "coords"]
 BAG_KEYS_NO_PATCH_LABELS = ["X", "Y", "adj", "coords"]
+
+
+def ignore_sparse_warnings() -> None:
+    """Hide torch's note that it does not validate sparse tensors (torchmil's ``adj`` is one).
+
+    Call it once at the top of a notebook, or inside ``warnings.catch_warnings()`` to hide the
+    note for a block only; other warnings still show.
+    """
+    warnings.filterwarnings("ignore", message=SPARSE_WARNING)
 
 
 def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
@@ -215,7 +227,7 @@ def load_dataset(
     elif patch_labels and not has_patch_labels(cfg, names):
         raise FileNotFoundError(patch_labels_hint(cfg))
     with warnings.catch_warnings():  # torch's note on sparse checks, once per bag
-        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        ignore_sparse_warnings()
         dataset = CheckedTridentDataset(
             base_path=cfg.base_path,
             labels_path=str(csv_path),
