@@ -46,7 +46,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.etree import ElementTree
-from xml.sax.saxutils import quoteattr
 
 import cv2
 import numpy as np
@@ -55,19 +54,29 @@ import tifffile
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers import synth
+from helpers.annotations import fill_polygons, outline, rasterise, write_asap_xml
 from helpers.fileio import atomic_path, file_lock
+from helpers.layout import (
+    ANNOTATIONS_DIR,
+    DEFAULT_PATCH_DIR,
+    DEMO_ENCODER,
+    JOB_DIR,
+    MASKS_DIR,
+    WSIS_DIR,
+    TridentLayout,
+    annotation_file,
+    mask_file,
+)
 
 COHORT_VERSION = 3  # the content: bump it when the files for a seed change (3: TRIDENT v0.3)
 FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
-ENCODER_NAME = "demo_stats"
-PATCH_DIR = "20x_512px_0px_overlap"
 PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 40, 0.25
 PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 1024
 N_LEVELS = 7  # downsamples 1 .. 64
 MARKER = ".mil-book-demo.json"  # written first: this folder is a demo cohort
 MANIFEST = "cohort.json"  # every file written, with size and sha256
 LEGACY_IN_PROGRESS = ".cohort-in-progress.json"  # an unfinished build of helpers.demo < 3
-MANAGED = ("wsis", "masks", "annotations", "trident_processed")
+MANAGED = (WSIS_DIR, MASKS_DIR, ANNOTATIONS_DIR, JOB_DIR)
 CSV_FILES = ("wsi_labels.csv", "train.csv", "test.csv")
 
 
@@ -114,44 +123,36 @@ def plan_cohort(seed: int, sizes: tuple = DEFAULT_SIZES) -> list[SlideSpec]:
 # paths
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class CohortPaths:
+class CohortPaths(TridentLayout):
+    """The demo cohort's files under ``root`` (:mod:`helpers.layout`)."""
+
     root: Path
+    patch_dir = DEFAULT_PATCH_DIR
+    encoder = DEMO_ENCODER
 
     @property
     def job_dir(self) -> Path:
-        return self.root / "trident_processed"
-
-    @property
-    def trident_dir(self) -> Path:
-        return self.job_dir / PATCH_DIR
+        return self.root / JOB_DIR
 
     def wsi(self, name: str) -> Path:
-        return self.root / "wsis" / f"{name}.tif"
+        return self.root / WSIS_DIR / f"{name}.tif"
 
     def mask(self, name: str) -> Path:
-        return self.root / "masks" / f"{name}_mask.tif"
+        return self.root / MASKS_DIR / mask_file(name)
 
     def xml(self, name: str) -> Path:
-        return self.root / "annotations" / f"{name}.xml"
-
-    def thumbnail(self, name: str) -> Path:
-        return self.job_dir / "thumbnails" / f"{name}.jpg"
-
-    def coords(self, name: str) -> Path:
-        return self.trident_dir / "patches" / f"{name}_patches.h5"
-
-    def features(self, name: str) -> Path:
-        return self.trident_dir / f"features_{ENCODER_NAME}" / f"{name}.h5"
-
-    def patch_labels(self, name: str) -> Path:
-        return self.trident_dir / "patch_labels" / f"{name}.h5"
+        return self.root / ANNOTATIONS_DIR / annotation_file(name)
 
     def slide_files(self, spec: SlideSpec) -> list[Path]:
         files = [self.wsi(spec.name), self.mask(spec.name)]
         return files + ([self.xml(spec.name)] if spec.label else [])
 
     def processed_files(self, spec: SlideSpec) -> list[Path]:
-        return [self.thumbnail(spec.name), self.coords(spec.name), self.features(spec.name)]
+        return [
+            self.thumbnail_path(spec.name),
+            self.coords_path(spec.name),
+            self.features_path(spec.name),
+        ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,31 +194,14 @@ def _place_lesions(
 
 def _max_cell_fraction(poly: np.ndarray) -> float:
     """Largest share of one grid cell covered by ``poly`` (coarse raster, 16 level-0 px)."""
-    s = 16
+    scale = 16
     x0, y0 = (poly.min(0) // PATCH_SIZE_LEVEL0) * PATCH_SIZE_LEVEL0
     x1, y1 = (poly.max(0) // PATCH_SIZE_LEVEL0 + 1) * PATCH_SIZE_LEVEL0
-    img = np.zeros((int((y1 - y0) / s), int((x1 - x0) / s)), np.uint8)
-    pts = np.round((poly - [x0, y0]) / s * 16).astype(np.int32)
-    cv2.fillPoly(img, [pts], 1, shift=4)
-    c = PATCH_SIZE_LEVEL0 // s
+    img = np.zeros((int((y1 - y0) / scale), int((x1 - x0) / scale)), np.uint8)
+    fill_polygons(img, [poly], 1, scale, (x0, y0), pixel_centres=False)
+    c = PATCH_SIZE_LEVEL0 // scale
     cells = img.reshape(img.shape[0] // c, c, img.shape[1] // c, c).mean((1, 3))
     return float(cells.max())
-
-
-def _outline(region: np.ndarray, scale: float) -> list[np.ndarray]:
-    """Outer contours of a bool ``region`` as level-0 polygons (pixel centres times ``scale``)."""
-    contours, _ = cv2.findContours(
-        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    return [(c[:, 0, :].astype(np.float64) + 0.5) * scale for c in contours if len(c) >= 3]
-
-
-def _rasterise(shape: tuple[int, int], polygons: list[np.ndarray], scale: float) -> np.ndarray:
-    """Fill level-0 ``polygons`` into a uint8 image of ``shape`` at ``1/scale`` of level 0."""
-    img = np.zeros(shape, np.uint8)
-    for p in polygons:  # one call each: fillPoly would treat overlaps of a list as holes
-        cv2.fillPoly(img, [np.round(p / scale * 16).astype(np.int32)], 1, shift=4)
-    return img
 
 
 def pyramid_levels(image: np.ndarray, n_levels: int, interpolation: int) -> list[np.ndarray]:
@@ -257,31 +241,6 @@ def aperio_description(width: int, height: int) -> str:
     )
 
 
-def write_asap_xml(path: Path, polygons: list[np.ndarray], group: str = "Tumor") -> None:
-    """ASAP annotation XML, one ``Polygon`` per lesion, level-0 coordinates."""
-    lines = ['<?xml version="1.0"?>', "<ASAP_Annotations>", "\t<Annotations>"]
-    for i, poly in enumerate(polygons):
-        lines.append(
-            f'\t\t<Annotation Name="Annotation {i}" Type="Polygon" '
-            f'PartOfGroup={quoteattr(group)} Color="#F4FA58">'
-        )
-        lines.append("\t\t\t<Coordinates>")
-        for j, (x, y) in enumerate(poly):
-            lines.append(f'\t\t\t\t<Coordinate Order="{j}" X="{x:.2f}" Y="{y:.2f}" />')
-        lines += ["\t\t\t</Coordinates>", "\t\t</Annotation>"]
-    lines += [
-        "\t</Annotations>",
-        "\t<AnnotationGroups>",
-        f'\t\t<Group Name={quoteattr(group)} PartOfGroup="None" Color="#ff0000">',
-        "\t\t\t<Attributes />",
-        "\t\t</Group>",
-        "\t</AnnotationGroups>",
-        "</ASAP_Annotations>",
-    ]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-
-
 def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     """Paint one slide and write its TIFF pyramid, mask pyramid and (tumour) XML."""
     rng = np.random.default_rng([seed, 1, spec.index])
@@ -292,9 +251,12 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     tissue = synth.tissue_shape(rng, shape, margin=150)
     # the annotation follows the tissue edge: outline (lesion AND tissue); the texture, the
     # XML and the mask all come from that one outline
-    lesions = _rasterise(shape, _place_lesions(rng, spec, tissue), ds).astype(bool) & tissue
-    polygons = _outline(lesions, ds)
-    tumor = _rasterise(shape, polygons, ds).astype(bool)
+    lesions = (
+        rasterise(shape, _place_lesions(rng, spec, tissue), ds, pixel_centres=False).astype(bool)
+        & tissue
+    )
+    polygons = outline(lesions, ds)
+    tumor = rasterise(shape, polygons, ds, pixel_centres=False).astype(bool)
     stain = {
         "h": rng.uniform(0.85, 1.15),
         "e": rng.uniform(0.8, 1.2),
@@ -321,7 +283,7 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
 
     # mask pyramid: tissue from the painting, tumour rasterised from the outline at level 0
     mask0 = cv2.resize(tissue.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-    mask0[_rasterise((height, width), polygons, 1.0).astype(bool)] = 2
+    mask0[rasterise((height, width), polygons, 1.0, pixel_centres=False).astype(bool)] = 2
     write_pyramid(
         paths.mask(spec.name),
         pyramid_levels(mask0, N_LEVELS, cv2.INTER_NEAREST),
@@ -345,17 +307,17 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
     from helpers.encoder import StainStatsEncoder
 
     with openslide.OpenSlide(str(paths.wsi(spec.name))) as slide:
-        trident.save_thumbnail(slide, paths.thumbnail(spec.name))
+        trident.save_thumbnail(slide, paths.thumbnail_path(spec.name))
         tissue, downsample = trident.segment_tissue(slide)
         attrs = trident.coords_attributes(
-            slide, spec.name, paths.coords(spec.name).parent, PATCH_SIZE, TARGET_MAG
+            slide, spec.name, paths.coords_path(spec.name).parent, PATCH_SIZE, TARGET_MAG
         )
         coords = trident.patch_grid(
             tissue, downsample, slide.dimensions, attrs["patch_size_level0"]
         )
-        trident.save_coords(paths.coords(spec.name), coords, attrs)
+        trident.save_coords(paths.coords_path(spec.name), coords, attrs)
         feats = trident.extract_features(slide, coords, attrs, StainStatsEncoder())
-        trident.save_features(paths.features(spec.name), feats, coords, attrs, ENCODER_NAME)
+        trident.save_features(paths.features_path(spec.name), feats, coords, attrs, DEMO_ENCODER)
 
 
 def _build_one(spec: SlideSpec, root: str, seed: int) -> dict[str, dict]:
@@ -483,7 +445,7 @@ def _inspect(root: Path) -> _Found:
 def _expected_files(paths: CohortPaths, specs: list[SlideSpec]) -> list[str]:
     files = [paths.root / n for n in CSV_FILES]
     for s in specs:
-        files += paths.slide_files(s) + paths.processed_files(s) + [paths.patch_labels(s.name)]
+        files += paths.slide_files(s) + paths.processed_files(s) + [paths.patch_labels_path(s.name)]
     return [p.relative_to(paths.root).as_posix() for p in files]
 
 
@@ -545,7 +507,7 @@ def _complete_and_valid(
     later = set()
     for s in specs:
         if s.name in m.get("pending", []):
-            files = paths.slide_files(s) + [paths.thumbnail(s.name)]
+            files = paths.slide_files(s) + [paths.thumbnail_path(s.name)]
             later |= {p.relative_to(root).as_posix() for p in files}
     if set(_expected_files(paths, specs)) - set(records) - later:
         return None
@@ -803,12 +765,12 @@ def pack_arrays(root: str | os.PathLike, out: str | os.PathLike = PACKED) -> Pat
     paths = CohortPaths(root)
     arrays, sizes = {}, {}
     for s in plan_cohort(m["seed"], tuple(map(tuple, m["sizes"]))):
-        with h5py.File(paths.features(s.name), "r") as f:
+        with h5py.File(paths.features_path(s.name), "r") as f:
             arrays[f"{s.name}/features"] = f["features"][:]
             arrays[f"{s.name}/coords"] = f["coords"][:]
             attrs = f["coords"].attrs
             sizes[s.name] = [int(attrs["level0_width"]), int(attrs["level0_height"])]
-        with h5py.File(paths.patch_labels(s.name), "r") as f:
+        with h5py.File(paths.patch_labels_path(s.name), "r") as f:
             arrays[f"{s.name}/labels"] = f["patch_labels"][:]
             arrays[f"{s.name}/fractions"] = f["tumor_fraction"][:]
     meta = {k: m[k] for k in ("seed", "version", "sizes")} | {"level0_size": sizes}
@@ -833,15 +795,15 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, dict]
             attrs = trident.coords_attributes(
                 _SlideStub(*meta["level0_size"][s.name]),
                 s.name,
-                paths.coords(s.name).parent,
+                paths.coords_path(s.name).parent,
                 PATCH_SIZE,
                 TARGET_MAG,
             )
-            trident.save_coords(paths.coords(s.name), coords, attrs)
+            trident.save_coords(paths.coords_path(s.name), coords, attrs)
             feats = data[f"{s.name}/features"]
-            trident.save_features(paths.features(s.name), feats, coords, attrs, ENCODER_NAME)
+            trident.save_features(paths.features_path(s.name), feats, coords, attrs, DEMO_ENCODER)
             write_patch_labels(
-                paths.patch_labels(s.name),
+                paths.patch_labels_path(s.name),
                 data[f"{s.name}/labels"],
                 fractions=data[f"{s.name}/fractions"],
                 attrs={
@@ -850,7 +812,11 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, dict]
                     "patch_size_level0": PATCH_SIZE_LEVEL0,
                 },
             )
-            for p in (paths.coords(s.name), paths.features(s.name), paths.patch_labels(s.name)):
+            for p in (
+                paths.coords_path(s.name),
+                paths.features_path(s.name),
+                paths.patch_labels_path(s.name),
+            ):
                 records[p.relative_to(root).as_posix()] = file_record(p)
     return records
 
@@ -890,8 +856,8 @@ def ensure_slide(root: str | os.PathLike, name: str) -> bool:
         paths = CohortPaths(root)
         make_slide(spec, paths, m["seed"])
         with openslide.OpenSlide(str(paths.wsi(name))) as slide:
-            trident.save_thumbnail(slide, paths.thumbnail(name))
-        for p in paths.slide_files(spec) + [paths.thumbnail(name)]:
+            trident.save_thumbnail(slide, paths.thumbnail_path(name))
+        for p in paths.slide_files(spec) + [paths.thumbnail_path(name)]:
             m["files"][p.relative_to(root).as_posix()] = file_record(p)
         m["pending"].remove(name)
         _save_json(root / MANIFEST, m)
@@ -997,7 +963,7 @@ def _make_cohort(
         root.mkdir(parents=True, exist_ok=True)
         _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
         t0 = time.perf_counter()
-        manifest = {**plan, "format": FORMAT, "encoder": ENCODER_NAME, "complete": False}
+        manifest = {**plan, "format": FORMAT, "encoder": DEMO_ENCODER, "complete": False}
         manifest |= {"slides": [asdict(s) for s in specs], "files": records}
         manifest["pending"] = [s.name for s in specs]
         _save_json(root / MANIFEST, manifest)
@@ -1056,7 +1022,7 @@ def _make_cohort(
     for path in _partial_files(root):  # left by a killed build (no build is running: lock)
         path.unlink()
 
-    manifest = {**plan, "format": FORMAT, "encoder": ENCODER_NAME, "complete": False}
+    manifest = {**plan, "format": FORMAT, "encoder": DEMO_ENCODER, "complete": False}
     manifest["slides"] = [asdict(s) for s in specs]
     manifest["files"] = records
     _save_json(root / MANIFEST, manifest)
@@ -1100,14 +1066,14 @@ def _make_cohort(
         records[name] = file_record(root / name)
     label_folder(
         csv_path=root / "wsi_labels.csv",
-        coords_dir=paths.trident_dir / "patches",
-        save_dir=paths.trident_dir / "patch_labels",
-        masks_dir=root / "masks",
+        coords_dir=paths.coords_dir,
+        save_dir=paths.patch_labels_dir,
+        masks_dir=root / MASKS_DIR,
         patch_size=PATCH_SIZE_LEVEL0,
         progress=not quiet,
     )
     for s in specs:
-        path = paths.patch_labels(s.name)
+        path = paths.patch_labels_path(s.name)
         records[path.relative_to(root).as_posix()] = file_record(path)
     manifest["complete"] = True
     manifest["pending"] = []
@@ -1156,7 +1122,7 @@ def cohort_summary(root: str | os.PathLike) -> pd.DataFrame:
     info = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).exists() else {}
     rows = []
     for s in plan_cohort(info.get("seed", 0), info.get("sizes", DEFAULT_SIZES)):
-        with h5py.File(paths.patch_labels(s.name), "r") as f:
+        with h5py.File(paths.patch_labels_path(s.name), "r") as f:
             labels = f["patch_labels"][:]
         rows.append({**asdict(s), "n_patches": len(labels), "n_tumor_patches": int(labels.sum())})
     table = pd.DataFrame(rows).drop(columns="index")
@@ -1167,7 +1133,7 @@ def cohort_summary(root: str | os.PathLike) -> pd.DataFrame:
 def _print_summary(root: Path, table: pd.DataFrame, seconds: float) -> None:
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     print(f"\nDemo cohort ready in {root} ({seconds:.0f} s, {size / 1e6:.0f} MB):")
-    for sub in ("wsis", "masks", "annotations", "trident_processed"):
+    for sub in MANAGED:
         print(f"  {root / sub}")
     print(
         f"{len(table)} slides ({(table.label == 1).sum()} tumour: "

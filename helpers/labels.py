@@ -97,10 +97,6 @@ __all__ = [
 ]
 DEFAULT_THRESHOLD = 0.5
 
-# TODO(issue 10): canvas.py still imports this private name; it goes once canvas uses
-# helpers.formats.open_slide.
-_open_slide = open_slide
-
 
 # --------------------------------------------------------------------------------------------
 # labels

@@ -29,9 +29,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported when first needed: `python -m helpers.demo` starts fast
     import torch
 
-DEMO_ENCODER = "demo_stats"
-DEFAULT_PATCH_DIR = "20x_512px_0px_overlap"
-WSI_EXTENSIONS = (".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn")
+from helpers.layout import (  # noqa: F401  (the names readers import from here)
+    ANNOTATIONS_DIR,
+    DEFAULT_PATCH_DIR,
+    DEMO_ENCODER,
+    JOB_DIR,
+    MASKS_DIR,
+    WSI_EXTENSIONS,
+    WSIS_DIR,
+    TridentLayout,
+    annotation_file,
+    mask_file,
+)
 
 
 def _default_demo_dir() -> Path:
@@ -50,8 +59,9 @@ def demo_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Where the book reads its slides, masks, annotations and TRIDENT outputs."""
+class Settings(TridentLayout):
+    """Where the book reads its slides, masks, annotations and TRIDENT outputs (the TRIDENT
+    paths, ``coords_path(name)`` and the like, come from :class:`helpers.layout.TridentLayout`)."""
 
     source: str
     wsi_dir: Path
@@ -68,46 +78,16 @@ class Settings:
         return self.source == "demo"
 
     @property
-    def trident_dir(self) -> Path:
-        """The ``{mag}x_{patch_size}px_{overlap}px_overlap`` folder of the TRIDENT job."""
-        return self.job_dir / self.patch_dir
-
-    @property
     def base_path(self) -> str:
         """``trident_dir`` as ``TridentWSIDataset(base_path=...)`` wants it (trailing slash)."""
         return str(self.trident_dir) + os.sep
 
-    @property
-    def coords_dir(self) -> Path:
-        return self.trident_dir / "patches"
-
-    @property
-    def features_dir(self) -> Path:
-        return self.trident_dir / f"features_{self.encoder}"
-
-    @property
-    def patch_labels_dir(self) -> Path:
-        return self.trident_dir / "patch_labels"
-
-    @property
-    def thumbnails_dir(self) -> Path:
-        return self.job_dir / "thumbnails"
-
     def thumbnail_path(self, name: str) -> Path:
         """TRIDENT's ``thumbnails/<name>.jpg`` (made on demand for the demo's fast start)."""
-        path = self.thumbnails_dir / f"{name}.jpg"
+        path = super().thumbnail_path(name)
         if not path.exists():
             self._paint_on_demand(name)
         return path
-
-    def coords_path(self, name: str) -> Path:
-        return self.coords_dir / f"{name}_patches.h5"
-
-    def features_path(self, name: str) -> Path:
-        return self.features_dir / f"{name}.h5"
-
-    def patch_labels_path(self, name: str) -> Path:
-        return self.patch_labels_dir / f"{name}.h5"
 
     def _paint_on_demand(self, name: str) -> bool:
         """Demo data set up for a fast start: make slide ``name``'s pixels now if they are
@@ -135,7 +115,7 @@ class Settings:
         """``<mask_dir>/<name>_mask.tif`` when it exists, else ``None``."""
         if self.mask_dir is None:
             return None
-        path = self.mask_dir / f"{name}_mask.tif"
+        path = self.mask_dir / mask_file(name)
         if not path.exists():
             self._paint_on_demand(name)
         return path if path.exists() else None
@@ -144,7 +124,7 @@ class Settings:
         """``<annotations_dir>/<name>.xml`` when it exists, else ``None``."""
         if self.annotations_dir is None:
             return None
-        path = self.annotations_dir / f"{name}.xml"
+        path = self.annotations_dir / annotation_file(name)
         if not path.exists():
             self._paint_on_demand(name)
         return path if path.exists() else None
@@ -169,10 +149,10 @@ def load_settings() -> Settings:
         root = demo_dir()
         return Settings(
             source="demo",
-            wsi_dir=root / "wsis",
-            mask_dir=root / "masks",
-            annotations_dir=root / "annotations",
-            job_dir=root / "trident_processed",
+            wsi_dir=root / WSIS_DIR,
+            mask_dir=root / MASKS_DIR,
+            annotations_dir=root / ANNOTATIONS_DIR,
+            job_dir=root / JOB_DIR,
             encoder=os.environ.get("MIL_BOOK_ENCODER", DEMO_ENCODER),
             train_csv=root / "train.csv",
             test_csv=root / "test.csv",

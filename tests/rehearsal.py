@@ -63,12 +63,22 @@ for _p in (REPO, Path(__file__).resolve().parent):  # runnable as a script from 
         sys.path.insert(0, str(_p))
 
 from helpers import synth  # noqa: E402
+from helpers.layout import (  # noqa: E402
+    ANNOTATIONS_DIR,
+    DEFAULT_PATCH_DIR,
+    JOB_DIR,
+    MASKS_DIR,
+    WSIS_DIR,
+    annotation_file,
+    coords_file,
+    mask_file,
+)
 
 VERSION = 1
 SEED = 2016
 ENCODER = "uni_v1"
 FEATURE_DIM = 1024
-PATCH_DIR = "20x_512px_0px_overlap"
+PATCH_DIR = DEFAULT_PATCH_DIR
 PATCH_SIZE = 512
 TARGET_MAG = 20.0  # TRIDENT's --mag is a float
 MAP_PX = 64  # level-0 pixels per pixel of the tissue map the slides are painted from
@@ -566,19 +576,19 @@ def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
     width, height = geo.width, geo.height
     fmt = spec.fmt
     n_levels = _n_levels(fmt, width, height)
-    wsi = out / "wsis" / f"{spec.name}{fmt.suffix}"
+    wsi = out / WSIS_DIR / f"{spec.name}{fmt.suffix}"
     desc = aperio_description(fmt, width, height) if fmt.name == "aperio" else None
     _write_levels(wsi, geo, fmt, n_levels, desc, "rgb")
     if spec.source in ("mask", "both"):  # CAMELYON16's masks: generic TIFF, 2x steps
         mask_fmt = Format("generic", fmt.mpp, None, 2, 512, ".tif")
         mask_levels = _n_levels(mask_fmt, width, height)
         _write_levels(
-            out / "masks" / f"{spec.name}_mask.tif", geo, mask_fmt, mask_levels, None, "mask"
+            out / MASKS_DIR / mask_file(spec.name), geo, mask_fmt, mask_levels, None, "mask"
         )
     if spec.source in ("xml", "both"):
-        write_asap_xml(out / "annotations" / f"{spec.name}.xml", geo.tumour, geo.holes)
+        write_asap_xml(out / ANNOTATIONS_DIR / annotation_file(spec.name), geo.tumour, geo.holes)
 
-    job = out / "trident_processed"
+    job = out / JOB_DIR
     with openslide.OpenSlide(str(wsi)) as slide:
         # TRIDENT: longest side 1000 px, PIL's default JPEG quality
         tw, th = (
@@ -595,7 +605,7 @@ def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
     frac = tumour_fraction(geo, coords, p)
     patches_dir = job / PATCH_DIR / "patches"
     attrs = coords_attrs(spec, geo, job / PATCH_DIR)
-    save_h5(patches_dir / f"{spec.name}_patches.h5", {"coords": coords}, {"coords": attrs})
+    save_h5(patches_dir / coords_file(spec.name), {"coords": coords}, {"coords": attrs})
     feats_dir = job / PATCH_DIR / f"features_{ENCODER}"
     feats = synthetic_features(rng, coords, frac, p, tumour_dir)
     save_h5(
@@ -638,10 +648,10 @@ def environment(out: Path) -> dict[str, str]:
     out = Path(out).resolve()
     return {
         "MIL_BOOK_DATA": "camelyon16",
-        "MIL_BOOK_WSI_DIR": str(out / "wsis"),
-        "MIL_BOOK_MASK_DIR": str(out / "masks"),
-        "MIL_BOOK_ANNOTATIONS_DIR": str(out / "annotations"),
-        "MIL_BOOK_JOB_DIR": str(out / "trident_processed"),
+        "MIL_BOOK_WSI_DIR": str(out / WSIS_DIR),
+        "MIL_BOOK_MASK_DIR": str(out / MASKS_DIR),
+        "MIL_BOOK_ANNOTATIONS_DIR": str(out / ANNOTATIONS_DIR),
+        "MIL_BOOK_JOB_DIR": str(out / JOB_DIR),
         "MIL_BOOK_ENCODER": ENCODER,
         "MIL_BOOK_TRAIN_CSV": str(out / "train.csv"),
         "MIL_BOOK_TEST_CSV": str(out / "test.csv"),
@@ -706,11 +716,11 @@ def make_rehearsal(
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    job = tmp / "trident_processed"
+    job = tmp / JOB_DIR
     for d in (
-        tmp / "wsis",
-        tmp / "masks",
-        tmp / "annotations",
+        tmp / WSIS_DIR,
+        tmp / MASKS_DIR,
+        tmp / ANNOTATIONS_DIR,
         job / "thumbnails",
         job / PATCH_DIR / "patches",
         job / PATCH_DIR / f"features_{ENCODER}",
@@ -743,32 +753,25 @@ def make_rehearsal(
 
 
 def _label(root: Path, rows: list[dict]) -> None:
-    """``patch_labels/`` by the book's own tool, once per ``patch_size_level0`` (the tool
-    takes one patch size per run, as its command line does)."""
+    """``patch_labels/`` by the book's own tool, in one run although the slides mix patch
+    sizes (1024 and 512 level-0 px): without ``patch_size`` each slide's
+    ``patch_size_level0`` is read from its coords file."""
     from helpers.labels import label_folder
 
-    trident = root / "trident_processed" / PATCH_DIR
-    for p in sorted({r["patch_size_level0"] for r in rows}):
-        csv = root / f".labels_{p}.csv"
-        _write_csv(csv, [r for r in rows if r["patch_size_level0"] == p])
-        try:
-            label_folder(
-                csv_path=csv,
-                coords_dir=trident / "patches",
-                save_dir=trident / "patch_labels",
-                masks_dir=root / "masks",
-                annotations_dir=root / "annotations",
-                patch_size=p,
-                patch_level=0,
-                progress=False,
-            )
-        finally:
-            csv.unlink()
+    trident = root / JOB_DIR / PATCH_DIR
+    label_folder(
+        csv_path=root / "wsi_labels.csv",
+        coords_dir=trident / "patches",
+        save_dir=trident / "patch_labels",
+        masks_dir=root / MASKS_DIR,
+        annotations_dir=root / ANNOTATIONS_DIR,
+        progress=False,
+    )
 
 
 def _fix_savetodir(tmp: Path, out: Path) -> None:
     old, new = str(tmp), str(out.resolve())
-    for path in (tmp / "trident_processed").rglob("*.h5"):
+    for path in (tmp / JOB_DIR).rglob("*.h5"):
         with h5py.File(path, "r+") as f:
             for ds in f.values():
                 v = ds.attrs.get("savetodir")

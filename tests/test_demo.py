@@ -53,7 +53,7 @@ def test_layout_and_csvs(cohort):
     assert 0.35 <= table.wsi_label.mean() <= 0.45
     for name, label in zip(table.wsi_name, table.wsi_label, strict=True):
         assert paths.wsi(name).exists() and paths.mask(name).exists()
-        assert paths.thumbnail(name).exists()
+        assert paths.thumbnail_path(name).exists()
         assert paths.xml(name).exists() == bool(label)
 
 
@@ -78,7 +78,7 @@ def test_h5_files_match_formats(cohort):
     for name in table.wsi_name:
         with openslide.OpenSlide(str(paths.wsi(name))) as slide:
             width, height = slide.dimensions
-        with h5py.File(paths.coords(name), "r") as f:
+        with h5py.File(paths.coords_path(name), "r") as f:
             assert list(f.keys()) == ["coords"]
             coords = f["coords"]
             assert coords.dtype == np.int64 and coords.ndim == 2 and coords.shape[1] == 2
@@ -89,12 +89,12 @@ def test_h5_files_match_formats(cohort):
             assert isinstance(attrs["target_magnification"], float)
             assert attrs["target_magnification"] == 20.0
             assert attrs["name"] == name
-            assert Path(attrs["savetodir"]) == paths.coords(name).parent
+            assert Path(attrs["savetodir"]) == paths.coords_path(name).parent
             assert (attrs["level0_width"], attrs["level0_height"]) == (width, height)
             xy = coords[:]
         assert (xy % 1024 == 0).all(), "grid starts at (0, 0) with step 1024"
         assert len(np.unique(xy, axis=0)) == len(xy)
-        with h5py.File(paths.features(name), "r") as f:
+        with h5py.File(paths.features_path(name), "r") as f:
             assert set(f.keys()) == {"features", "coords"}
             assert f["features"].dtype == np.float32
             assert f["features"].shape[0] == len(xy)
@@ -102,9 +102,9 @@ def test_h5_files_match_formats(cohort):
             assert np.array_equal(f["coords"][:], xy), "features rows follow the coords rows"
             assert dict(f["coords"].attrs) == attrs
             fa = f["features"].attrs  # as TRIDENT v0.3: on the features dataset
-            assert fa["name"] == name and fa["encoder"] == demo.ENCODER_NAME
-            assert Path(fa["savetodir"]) == paths.features(name).parent
-        with h5py.File(paths.patch_labels(name), "r") as f:
+            assert fa["name"] == name and fa["encoder"] == demo.DEMO_ENCODER
+            assert Path(fa["savetodir"]) == paths.features_path(name).parent
+        with h5py.File(paths.patch_labels_path(name), "r") as f:
             labels = f["patch_labels"][:]
         assert labels.shape == (len(xy),) and np.issubdtype(labels.dtype, np.integer)
 
@@ -165,9 +165,9 @@ def test_masks_xml_and_labels_agree(cohort):
         tumour = m == 2
         iou = (tumour & (drawn > 0)).sum() / (tumour | (drawn > 0)).sum()
         assert iou > 0.95, f"{name}: mask and XML disagree (IoU {iou:.3f})"
-        with h5py.File(paths.coords(name), "r") as f:
+        with h5py.File(paths.coords_path(name), "r") as f:
             coords = f["coords"][:]
-        with h5py.File(paths.patch_labels(name), "r") as f:
+        with h5py.File(paths.patch_labels_path(name), "r") as f:
             stored = f["patch_labels"][:]
         from_xml = tumor_fraction_from_xml(paths.xml(name), coords, 1024) > 0.5
         assert (from_xml == stored.astype(bool)).mean() >= 0.97
@@ -179,9 +179,9 @@ def test_tumour_texture_is_where_the_mask_says(cohort):
     root, paths, table = cohort
     feats, labels = [], []
     for name in table.wsi_name[table.wsi_label == 1]:
-        with h5py.File(paths.features(name), "r") as f:
+        with h5py.File(paths.features_path(name), "r") as f:
             feats.append(f["features"][:])
-        with h5py.File(paths.patch_labels(name), "r") as f:
+        with h5py.File(paths.patch_labels_path(name), "r") as f:
             labels.append(f["patch_labels"][:])
     feats, labels = np.concatenate(feats), np.concatenate(labels)
     best = max(
@@ -235,8 +235,8 @@ def test_demo_features_match_a_fresh_run(tmp_path, demo_dir):
     paths = demo.CohortPaths(tmp_path)
     demo.make_slide(spec, paths, info["seed"])
     demo.process_slide(spec, paths)
-    with h5py.File(paths.features(spec.name), "r") as a:
-        with h5py.File(demo.CohortPaths(demo_dir).features(spec.name), "r") as b:
+    with h5py.File(paths.features_path(spec.name), "r") as a:
+        with h5py.File(demo.CohortPaths(demo_dir).features_path(spec.name), "r") as b:
             assert a["features"][:].tobytes() == b["features"][:].tobytes()
             assert np.array_equal(a["coords"][:], b["coords"][:])
 

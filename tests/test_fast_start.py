@@ -88,7 +88,7 @@ def test_shipped_arrays_are_what_the_pixels_give(tmp_path):
         meta = json.loads(data["meta"].tobytes())
         assert meta["seed"] == 0 and meta["sizes"] == [list(x) for x in demo.DEFAULT_SIZES]
         assert {s.name for s in specs} == set(meta["level0_size"])
-        with h5py.File(paths.features(spec.name), "r") as f:
+        with h5py.File(paths.features_path(spec.name), "r") as f:
             assert f["features"][:].tobytes() == data[f"{spec.name}/features"].tobytes()
             assert f["coords"][:].tobytes() == data[f"{spec.name}/coords"].tobytes()
             attrs = f["coords"].attrs

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from helpers import labels as L
+from helpers.coverage import tumor_fraction_per_patch
 from helpers.demo import aperio_description, pyramid_levels, write_pyramid
 
 P = 64  # patch_size_level0
@@ -252,3 +253,91 @@ def test_read_labels_csv_types():
         table = L.read_labels_csv(csv)
     assert table.wsi_name.tolist() == ["001", "b"]
     assert table.wsi_label.tolist() == [1, 0] and table.wsi_label.dtype.kind == "i"
+
+
+# --------------------------------------------------------------------------------------------
+# a cohort that mixes patch sizes (40x and 20x slides under one TRIDENT job:
+# patch_size_level0 1024 and 512 on real data; 64 and 128 here). Without --patch_size every
+# slide is labelled with the patch_size_level0 its own coords file records; one --patch_size
+# for all is refused with a message naming the slide.
+
+MIXED_SIZES = {"tumor_040x": 64, "tumor_020x": 128, "normal_020x": 128}
+
+
+def write_grid_coords(path: Path, patch_size_level0: int | None) -> np.ndarray:
+    step = patch_size_level0 or 64
+    xs, ys = np.meshgrid(np.arange(0, SIZE, step), np.arange(0, SIZE, step))
+    coords_level0 = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.int64)
+    attrs = {"overlap": 0, "level0_width": SIZE, "level0_height": SIZE}
+    if patch_size_level0 is not None:  # TRIDENT stores it as a float
+        attrs |= {"patch_size": 512, "patch_size_level0": float(patch_size_level0)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("coords", data=coords_level0).attrs.update(attrs)
+    return coords_level0
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    (tmp_path / "masks").mkdir()
+    for name, size in MIXED_SIZES.items():
+        write_grid_coords(tmp_path / "patches" / f"{name}_patches.h5", size)
+        if name.startswith("tumor"):  # tumour at 128:320 in x and y
+            write_mask(tmp_path / "masks" / f"{name}_mask.tif", tumour_mask(2))
+    rows = "".join(f"{n},{int(n.startswith('tumor'))}\n" for n in MIXED_SIZES)
+    (tmp_path / "labels.csv").write_text("wsi_name,wsi_label\n" + rows)
+    return tmp_path
+
+
+def mixed_argv(folder: Path, *extra: str) -> list[str]:
+    return [
+        "--csv_path", str(folder / "labels.csv"),
+        "--coords_dir", str(folder / "patches"),
+        "--save_dir", str(folder / "out"),
+        "--masks_dir", str(folder / "masks"),
+        "--no_progress", *extra,
+    ]  # fmt: skip
+
+
+def test_each_slide_is_labelled_at_its_own_patch_size(mixed, capsys):
+    assert L.main(mixed_argv(mixed)) == 0
+    assert "3 slides labelled" in capsys.readouterr().out
+    # 9 whole 64-px patches are tumour; of the 128-px patches only (128, 128) is over half
+    expected = {"tumor_040x": 9, "tumor_020x": 1, "normal_020x": 0}
+    for name, size in MIXED_SIZES.items():
+        with h5py.File(mixed / "out" / f"{name}.h5", "r") as f:
+            labels = f["patch_labels"][:]
+            fractions = f["tumor_fraction"][:]
+            assert f["patch_labels"].attrs["patch_size_level0"] == size
+        with h5py.File(mixed / "patches" / f"{name}_patches.h5", "r") as f:
+            coords_level0 = f["coords"][:]
+        assert len(labels) == (SIZE // size) ** 2 and labels.sum() == expected[name]
+        if name.startswith("tumor"):  # the level-0 reference, at the slide's own size
+            mask = mixed / "masks" / f"{name}_mask.tif"
+            reference = tumor_fraction_per_patch(mask, coords_level0, size)
+            np.testing.assert_allclose(fractions, reference, atol=1e-6)
+
+
+def test_one_patch_size_for_a_mixed_cohort_names_the_slide_that_differs(mixed, capsys):
+    assert L.main(mixed_argv(mixed, "--patch_size", "64")) == 2
+    err = capsys.readouterr().err
+    assert "tumor_020x" in err and "patch_size_level0=128" in err
+    assert "leave --patch_size out" in err
+    assert "tumor_040x" not in err  # that one matches
+    assert not (mixed / "out").exists()  # all or nothing
+
+
+def test_a_coords_file_without_patch_size_level0_needs_patch_size(mixed, capsys):
+    write_grid_coords(mixed / "patches" / "normal_020x_patches.h5", None)
+    assert L.main(mixed_argv(mixed)) == 2
+    err = capsys.readouterr().err
+    assert "normal_020x" in err and "records no whole patch_size_level0" in err
+    assert not (mixed / "out").exists()
+
+
+def test_patch_level_without_patch_size_is_refused(mixed):
+    with pytest.raises(L.LabelInputError, match="--patch_level needs --patch_size"):
+        L.label_folder(
+            mixed / "labels.csv", mixed / "patches", mixed / "out", mixed / "masks",
+            patch_level=1, progress=False,
+        )  # fmt: skip
