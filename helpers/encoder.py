@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from helpers import stains
+
 # Ruifrok & Johnston stain matrix (rows: hematoxylin, eosin, residual), RGB optical density
-_STAINS = torch.tensor(
-    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
-)
+_STAINS = torch.tensor([stains.HEMATOXYLIN, stains.EOSIN, stains.RESIDUAL], dtype=torch.float64)
 _STAINS = _STAINS / _STAINS.norm(dim=1, keepdim=True)
 _UNMIX = torch.linalg.inv(_STAINS).to(torch.float32)  # OD (rgb) @ _UNMIX -> concentrations
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from helpers import stains
+
 PAINT_DOWNSAMPLE = 4  # painting resolution = level-0 pixels / 4 (1 um/px at 0.25 mpp)
 
 # Ruifrok & Johnston optical-density vectors (RGB) of hematoxylin and eosin
-HEMATOXYLIN = np.array([0.65, 0.70, 0.29])
-EOSIN = np.array([0.07, 0.99, 0.11])
+HEMATOXYLIN = np.array(stains.HEMATOXYLIN)
+EOSIN = np.array(stains.EOSIN)
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
