@@ -67,21 +67,22 @@ def _run_steps(root: Path, name: str, steps: list[str]) -> dict:
         t0 = time.perf_counter()
         if step == "patch grid":
             with openslide.OpenSlide(str(wsi)) as slide:
-                tissue, ds = trident.segment_tissue(slide)
-                grid = trident.patch_grid(tissue, ds, slide.dimensions, p)
+                tissue, downsample = trident.segment_tissue(slide)
+                grid = trident.patch_grid(tissue, downsample, slide.dimensions, p)
             detail = f"{len(grid)} patches (TRIDENT-format file: {len(coords)})"
         elif step == "labels (mask)":
-            fr = labels.tumor_fraction_from_mask(root / "masks" / f"{name}_mask.tif", coords, p)
-            values = (fr > 0.5).astype(float)
+            mask = root / "masks" / f"{name}_mask.tif"
+            fractions = labels.tumor_fraction_from_mask(mask, coords, p)
+            values = (fractions > 0.5).astype(float)
             detail = f"{int(values.sum())} tumour patches"
         elif step == "labels (XML)":
-            fr = labels.tumor_fraction_from_xml(
+            fractions = labels.tumor_fraction_from_xml(
                 root / "annotations" / f"{name}.xml", coords, p, level0_size=size
             )
-            detail = f"{int((fr > 0.5).sum())} tumour patches"
+            detail = f"{int((fractions > 0.5).sum())} tumour patches"
         elif step == "canvas":
-            with openslide.OpenSlide(str(wsi)) as slide:
-                img, _, _ = canvas.slide_canvas(slide, coords, p, cell_size=50)
+            # the path, not an open slide: TIFF tiles are then decoded by tifffile
+            img, _, _ = canvas.slide_canvas(wsi, coords, p, cell_size=50)
             detail = f"canvas {img.shape[1]} x {img.shape[0]} px"
         elif step == "thumbnail overlay":
             with openslide.OpenSlide(str(wsi)) as slide:

@@ -14,6 +14,7 @@ from tensordict import TensorDict
 from torchmil.data import collate_fn
 from torchmil.datasets import TridentWSIDataset
 
+from helpers.grid import grid_xy
 from helpers.labels import read_labels_csv
 from helpers.settings import Settings
 from helpers.trident import read_coords
@@ -116,7 +117,7 @@ class CheckedTridentDataset(TridentWSIDataset):
             if "features" not in f:
                 raise ValueError(f"{path} has no dataset 'features' (keys: {list(f.keys())})")
             features = f["features"][:]
-            self._feature_coords = f["coords"][:] if "coords" in f else None
+            self._feature_coords_level0 = f["coords"][:] if "coords" in f else None
         if features.ndim != 2 or len(features) == 0:
             raise ValueError(f"{path}: features must be (n_patches, dim), got {features.shape}")
         features = features.astype(np.float32)
@@ -131,11 +132,12 @@ class CheckedTridentDataset(TridentWSIDataset):
     def _load_coords(self, name: str) -> np.ndarray:
         path = os.path.join(self.coords_path, name + "_patches" + self.file_ext)
         self._check_file(path, "coords")
-        attrs, coords = read_coords(path)
+        attrs, coords_level0 = read_coords(path)
         if "patch_size_level0" not in attrs:
             raise ValueError(f"{path} has no 'patch_size_level0' attribute on 'coords'.")
-        self._level0_coords = coords
-        return (coords // int(round(float(attrs["patch_size_level0"])))).astype(int)
+        self._coords_level0 = coords_level0
+        # torchmil's bag key "coords" holds grid cells
+        return grid_xy(coords_level0, int(round(float(attrs["patch_size_level0"]))))
 
     def _load_inst_labels(self, name: str) -> np.ndarray:
         path = os.path.join(self.inst_labels_path, name + self.file_ext)
@@ -167,8 +169,10 @@ class CheckedTridentDataset(TridentWSIDataset):
                 f"{len(bag['coords'])} coords: they must match row by row (re-run TRIDENT's "
                 "feature extraction for this slide)."
             )
-        fc = self._feature_coords
-        if fc is not None and not np.array_equal(fc, self._level0_coords):
+        feature_coords_level0 = self._feature_coords_level0
+        if feature_coords_level0 is not None and not np.array_equal(
+            feature_coords_level0, self._coords_level0
+        ):
             raise ValueError(
                 f"the 'coords' stored in {features_file} differ from {coords_file}: the "
                 "features were extracted from another patching of this slide."
@@ -182,21 +186,11 @@ class CheckedTridentDataset(TridentWSIDataset):
         return bag
 
 
-def load_dataset(
-    cfg: Settings,
-    csv_path,
-    names: list[str] | None = None,
-    patch_labels: bool | None = None,
-) -> TridentWSIDataset:
-    """A ``TridentWSIDataset`` of the slides in ``csv_path`` (or ``names``), fully loaded.
-
-    Every bag holds ``X`` ``(bag_size, dim)`` float32, ``Y`` ``(1,)``, ``adj`` (sparse
-    ``(bag_size, bag_size)``), ``coords`` ``(bag_size, 2)`` in grid units (level-0 coords
-    divided by the slide's ``patch_size_level0``) and, when there are patch labels,
-    ``y_inst`` ``(bag_size,)``. ``patch_labels=None`` uses them when every slide has a file in
-    ``cfg.patch_labels_dir`` (see :func:`has_patch_labels`); ``True`` requires them.
-    Every bag is checked on load (see :class:`CheckedTridentDataset`).
-    """
+def _checked_names(
+    cfg: Settings, csv_path, names: list[str] | None, patch_labels: bool | None
+) -> tuple[list[str], bool]:
+    """The slides to load and whether with patch labels, after checking that every file is
+    there (see :func:`load_dataset`); a clear error otherwise."""
     table = read_split(csv_path)
     names = list(table["wsi_name"]) if names is None else list(names)
     unknown = sorted(set(names) - set(table["wsi_name"]))
@@ -226,6 +220,25 @@ def load_dataset(
                 )
     elif patch_labels and not has_patch_labels(cfg, names):
         raise FileNotFoundError(patch_labels_hint(cfg))
+    return names, bool(patch_labels)
+
+
+def load_dataset(
+    cfg: Settings,
+    csv_path,
+    names: list[str] | None = None,
+    patch_labels: bool | None = None,
+) -> TridentWSIDataset:
+    """A ``TridentWSIDataset`` of the slides in ``csv_path`` (or ``names``), fully loaded.
+
+    Every bag holds ``X`` ``(bag_size, dim)`` float32, ``Y`` ``(1,)``, ``adj`` (sparse
+    ``(bag_size, bag_size)``), ``coords`` ``(bag_size, 2)`` in grid units (level-0 coords
+    divided by the slide's ``patch_size_level0``) and, when there are patch labels,
+    ``y_inst`` ``(bag_size,)``. ``patch_labels=None`` uses them when every slide has a file in
+    ``cfg.patch_labels_dir`` (see :func:`has_patch_labels`); ``True`` requires them.
+    Every bag is checked on load (see :class:`CheckedTridentDataset`).
+    """
+    names, patch_labels = _checked_names(cfg, csv_path, names, patch_labels)
     with warnings.catch_warnings():  # torch's note on sparse checks, once per bag
         ignore_sparse_warnings()
         dataset = CheckedTridentDataset(

@@ -297,7 +297,7 @@ def _preds(y, y_inst, scores) -> Predictions:
         inst_scores=[np.asarray(s, float) for s in scores],
         attention=[np.asarray(s, float) for s in scores],
         y_inst=[np.asarray(v) for v in y_inst],
-        coords=[np.stack([np.arange(len(s)), np.zeros(len(s), int)], 1) for s in scores],
+        grid_xy=[np.stack([np.arange(len(s)), np.zeros(len(s), int)], 1) for s in scores],
     )
 
 
