@@ -16,7 +16,7 @@ Public API (``N`` patches)::
     check_coords_level0(coords_level0, patch_size_level0=None) -> (N, 2) int64
     check_grid_xy(grid_xy, n=None, where="") -> (N, 2) int64, distinct cells
     grid_xy(coords_level0, patch_size_level0) -> (N, 2) int64
-    choose_level(level_downsamples, patch_size_level0, min_patch_px) -> int
+    choose_level(level_downsamples, patch_size_level0, min_patch_px, rtol=1e-3) -> int
     minmax(values) -> (N,) float64 in [0, 1]
 """
 
@@ -97,16 +97,23 @@ def grid_xy(coords_level0, patch_size_level0: float) -> np.ndarray:
 
 
 def choose_level(
-    level_downsamples: Sequence[float], patch_size_level0: float, min_patch_px: float
+    level_downsamples: Sequence[float],
+    patch_size_level0: float,
+    min_patch_px: float,
+    rtol: float = LEVEL_RTOL,
 ) -> int:
     """The coarsest pyramid level on which a patch still spans ``min_patch_px`` pixels.
 
-    That is the largest ``level`` with ``patch_size_level0 / level_downsamples[level] >=
-    min_patch_px`` (up to :data:`LEVEL_RTOL`); level 0 when none qualifies. Levels are only
-    ever shrunk from, never enlarged. Used for the label maps (``min_patch_px`` pixels of mask
-    per patch) and for the canvases (``oversample * cell_size`` level pixels per cell).
+    That is the largest ``level`` with ``level_downsamples[level] <= patch_size_level0 /
+    min_patch_px * (1 + rtol)``; level 0 when none qualifies. Levels are only ever shrunk from,
+    never enlarged. Used for the canvases (``oversample * cell_size`` level pixels per cell, a
+    picture: the default :data:`LEVEL_RTOL` lets a level a hair short of the bar count) and
+    for the label maps (``min_patch_px`` mask pixels per patch, a resolution the fractions
+    need: pass a small ``rtol`` such as ``1e-6``).
     """
-    max_downsample = patch_size_level0 / min_patch_px * (1 + LEVEL_RTOL)
+    if rtol < 0:
+        raise ValueError(f"rtol must be >= 0, got {rtol}.")
+    max_downsample = patch_size_level0 / min_patch_px * (1 + rtol)
     best = 0
     for level, downsample in enumerate(level_downsamples):
         if downsample <= max_downsample:

@@ -60,6 +60,11 @@ def test_choose_level():
     # a file downsample a hair off the nominal value still counts, a clear miss does not
     assert choose_level([1.0, 4.0, 16.004], 1024, 64) == 2
     assert choose_level([1.0, 4.0, 16.1], 1024, 64) == 1
+    # a strict bar (the label maps): the hair counts no more
+    assert choose_level([1.0, 4.0, 16.004], 1024, 64, rtol=1e-6) == 1
+    assert choose_level([1.0, 4.0, 16.0], 1024, 64, rtol=1e-6) == 2
+    with pytest.raises(ValueError, match="rtol"):
+        choose_level([1.0], 1024, 64, rtol=-1)
 
 
 def test_minmax():
