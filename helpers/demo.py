@@ -939,18 +939,14 @@ def _make_cohort(
     lazy: bool = False,
     packed: Path | None = None,
 ) -> Path:
-    from helpers.labels import label_folder
-
     found = _inspect(root)
     if not force and _complete_and_valid(root, found, seed, sizes, lazy):
         if not quiet:
             print(f"Demo cohort already complete in {root} (seed {seed}).")
         return root
     specs = plan_cohort(seed, sizes)
-    paths = CohortPaths(root)
     plan = {"seed": seed, "version": COHORT_VERSION, "sizes": [list(x) for x in sizes]}
     say = (lambda *a: None) if quiet else print
-    records: dict[str, dict] = {}
     packed = packed or PACKED
     unfinished_lazy = (
         found.kind == "ours"
@@ -960,72 +956,118 @@ def _make_cohort(
         and _same_plan(found.manifest, seed, sizes)
     )
     if (found.kind == "new" or unfinished_lazy) and lazy and _packed_matches(packed, seed, sizes):
-        root.mkdir(parents=True, exist_ok=True)
-        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
-        t0 = time.perf_counter()
-        manifest = {**plan, "format": FORMAT, "encoder": DEMO_ENCODER, "complete": False}
-        manifest |= {"slides": [asdict(s) for s in specs], "files": records}
-        manifest["pending"] = [s.name for s in specs]
-        _save_json(root / MANIFEST, manifest)
-        records.update(_unpack(root, specs, packed))
-        for name, subset in _csv_tables(specs):
-            _write_csv(root / name, subset)
-            records[name] = file_record(root / name)
-        manifest["complete"] = True
-        _save_json(root / MANIFEST, manifest)
-        say(
-            f"Demo cohort's features and labels written to {root} in "
-            f"{time.perf_counter() - t0:.1f} s; each slide's pixels are made when first opened "
-            "(python -m helpers.demo makes them all)."
-        )
-        return root
-    if found.kind == "new":
-        root.mkdir(parents=True, exist_ok=True)
-        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
-        verb = "Making the"
-    elif found.kind == "legacy":
-        # made by helpers.demo before the marker: adopt the files that read, rebuild the rest
-        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
-        old = found.manifest
-        old_specs = plan_cohort(old["seed"], tuple(map(tuple, old["sizes"])))
-        expected = _expected_files(paths, old_specs)
-        if _same_plan(old, seed, sizes) and not force:
-            for rel in expected:
-                if (root / rel).is_file() and check_file(root / rel) is None:
-                    records[rel] = file_record(root / rel)
-                else:
-                    (root / rel).unlink(missing_ok=True)
-            verb = "Upgrading the"
-        elif force or old.get("version") != COHORT_VERSION:
-            _remove_listed(root, {rel: {} for rel in expected})
-            verb = "Making the"
-        else:
-            (root / MARKER).unlink()
-            raise CohortError(_other_seed_message(root, old, seed))
-        (root / LEGACY_IN_PROGRESS).unlink(missing_ok=True)
-    else:
-        manifest = found.manifest or {}
-        info = manifest or found.marker
-        if force or info.get("version") != COHORT_VERSION:
-            _remove_listed(root, manifest.get("files", {}))
-            verb = "Making the"
-        elif not _same_plan(info, seed, sizes):
-            raise CohortError(_other_seed_message(root, info, seed))
-        else:
-            records = dict(manifest.get("files", {}))
-            bad = verify_files(root, records)
-            for rel, why in sorted(bad.items()):
-                say(f"{rel}: {why}; it will be made again.")
-                records.pop(rel)
-            verb = "Repairing the" if bad else "Finishing the interrupted"
-        _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
+        return _make_lazy(root, specs, plan, packed, say)
+    verb, records = _take_over(root, found, plan, (seed, sizes), force, say)
     for path in _partial_files(root):  # left by a killed build (no build is running: lock)
         path.unlink()
-
     manifest = {**plan, "format": FORMAT, "encoder": DEMO_ENCODER, "complete": False}
     manifest["slides"] = [asdict(s) for s in specs]
     manifest["files"] = records
     _save_json(root / MANIFEST, manifest)
+    say(f"{verb} demo cohort in {root} (seed {seed}, {len(specs)} slides)...")
+    t0 = time.perf_counter()
+    n_workers = workers or max(1, min(os.cpu_count() or 1, 4))
+    _build_missing(root, specs, manifest, seed, n_workers, quiet)
+    _write_tables_and_labels(root, specs, records, quiet)
+    manifest["complete"] = True
+    manifest["pending"] = []
+    _save_json(root / MANIFEST, manifest)
+    if not quiet:
+        _print_summary(root, cohort_summary(root), time.perf_counter() - t0)
+    return root
+
+
+def _save_marker(root: Path, plan: dict) -> None:
+    _save_json(root / MARKER, {"made_by": "helpers.demo", "note": MARKER_NOTE, **plan})
+
+
+def _make_lazy(root: Path, specs: list[SlideSpec], plan: dict, packed: Path, say) -> Path:
+    """The fast start: h5 files from the shipped arrays, the CSVs; pixels made on demand."""
+    root.mkdir(parents=True, exist_ok=True)
+    _save_marker(root, plan)
+    t0 = time.perf_counter()
+    records: dict[str, dict] = {}
+    manifest = {**plan, "format": FORMAT, "encoder": DEMO_ENCODER, "complete": False}
+    manifest |= {"slides": [asdict(s) for s in specs], "files": records}
+    manifest["pending"] = [s.name for s in specs]
+    _save_json(root / MANIFEST, manifest)
+    records.update(_unpack(root, specs, packed))
+    for name, subset in _csv_tables(specs):
+        _write_csv(root / name, subset)
+        records[name] = file_record(root / name)
+    manifest["complete"] = True
+    _save_json(root / MANIFEST, manifest)
+    say(
+        f"Demo cohort's features and labels written to {root} in "
+        f"{time.perf_counter() - t0:.1f} s; each slide's pixels are made when first opened "
+        "(python -m helpers.demo makes them all)."
+    )
+    return root
+
+
+def _take_over(
+    root: Path, found: _Found, plan: dict, seed_sizes: tuple, force: bool, say
+) -> tuple[str, dict]:
+    """Mark ``root`` as ours and keep the files that can stay: ``(verb, records)``."""
+    seed, sizes = seed_sizes
+    if found.kind == "new":
+        root.mkdir(parents=True, exist_ok=True)
+        _save_marker(root, plan)
+        return "Making the", {}
+    if found.kind == "legacy":
+        return _adopt_legacy(root, found.manifest, plan, seed_sizes, force)
+    manifest = found.manifest or {}
+    info = manifest or found.marker
+    records: dict[str, dict] = {}
+    if force or info.get("version") != COHORT_VERSION:
+        _remove_listed(root, manifest.get("files", {}))
+        verb = "Making the"
+    elif not _same_plan(info, seed, sizes):
+        raise CohortError(_other_seed_message(root, info, seed))
+    else:
+        records = dict(manifest.get("files", {}))
+        bad = verify_files(root, records)
+        for rel, why in sorted(bad.items()):
+            say(f"{rel}: {why}; it will be made again.")
+            records.pop(rel)
+        verb = "Repairing the" if bad else "Finishing the interrupted"
+    _save_marker(root, plan)
+    return verb, records
+
+
+def _adopt_legacy(
+    root: Path, old: dict, plan: dict, seed_sizes: tuple, force: bool
+) -> tuple[str, dict]:
+    """A cohort made by helpers.demo before the marker: adopt the files that read, rebuild
+    the rest (``(verb, records)``)."""
+    seed, sizes = seed_sizes
+    _save_marker(root, plan)
+    old_specs = plan_cohort(old["seed"], tuple(map(tuple, old["sizes"])))
+    expected = _expected_files(CohortPaths(root), old_specs)
+    records: dict[str, dict] = {}
+    if _same_plan(old, seed, sizes) and not force:
+        for rel in expected:
+            if (root / rel).is_file() and check_file(root / rel) is None:
+                records[rel] = file_record(root / rel)
+            else:
+                (root / rel).unlink(missing_ok=True)
+        verb = "Upgrading the"
+    elif force or old.get("version") != COHORT_VERSION:
+        _remove_listed(root, {rel: {} for rel in expected})
+        verb = "Making the"
+    else:
+        (root / MARKER).unlink()
+        raise CohortError(_other_seed_message(root, old, seed))
+    (root / LEGACY_IN_PROGRESS).unlink(missing_ok=True)
+    return verb, records
+
+
+def _build_missing(
+    root: Path, specs: list[SlideSpec], manifest: dict, seed: int, n_workers: int, quiet: bool
+) -> None:
+    """Build every slide whose files are not all in ``manifest["files"]``, saving the
+    manifest after each (a progress bar unless the build is quiet)."""
+    paths, records = CohortPaths(root), manifest["files"]
     todo = [
         s
         for s in specs
@@ -1034,12 +1076,9 @@ def _make_cohort(
             for p in paths.slide_files(s) + paths.processed_files(s)
         )
     ]
-    say(f"{verb} demo cohort in {root} (seed {seed}, {len(specs)} slides)...")
-    t0 = time.perf_counter()
     bar = tqdm(
         total=len(specs), initial=len(specs) - len(todo), desc="slides", unit="slide", disable=quiet
     )
-
     finished: list[str] = []
 
     def on_done(name: str, files: dict) -> None:
@@ -1048,7 +1087,6 @@ def _make_cohort(
         _save_json(root / MANIFEST, manifest)
         bar.update()
 
-    n_workers = workers or max(1, min(os.cpu_count() or 1, 4))
     try:
         _build_slides(todo, root, seed, n_workers, on_done)
     except KeyboardInterrupt:
@@ -1061,6 +1099,15 @@ def _make_cohort(
         )
         raise
     bar.close()
+
+
+def _write_tables_and_labels(
+    root: Path, specs: list[SlideSpec], records: dict, quiet: bool
+) -> None:
+    """The label CSVs, then ``patch_labels/`` by :func:`helpers.labels.label_folder`."""
+    from helpers.labels import label_folder
+
+    paths = CohortPaths(root)
     for name, subset in _csv_tables(specs):
         _write_csv(root / name, subset)
         records[name] = file_record(root / name)
@@ -1075,12 +1122,6 @@ def _make_cohort(
     for s in specs:
         path = paths.patch_labels_path(s.name)
         records[path.relative_to(root).as_posix()] = file_record(path)
-    manifest["complete"] = True
-    manifest["pending"] = []
-    _save_json(root / MANIFEST, manifest)
-    if not quiet:
-        _print_summary(root, cohort_summary(root), time.perf_counter() - t0)
-    return root
 
 
 MARKER_NOTE = (

@@ -18,6 +18,8 @@ Tissue compartments, as in a lymph node:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -95,6 +97,20 @@ def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) 
     return keep[lab]
 
 
+@dataclass
+class _Compartments:
+    """Where each tissue compartment is: float32 maps ``(H, W)`` in [0, 1]."""
+
+    tissue: np.ndarray  # tissue as 0/1
+    capsule: np.ndarray  # fibrous rim along the border
+    stroma: np.ndarray
+    gc: np.ndarray  # germinal centres
+    mantle: np.ndarray  # the dense ring around them
+    tum: np.ndarray  # tumour, slightly blurred
+    lymphoid: np.ndarray
+    normal: np.ndarray  # 1 - tum
+
+
 def paint_section(
     rng: np.random.Generator,
     tissue: np.ndarray,
@@ -113,85 +129,116 @@ def paint_section(
     Returns:
         RGB image, uint8 of shape ``(H, W, 3)``.
     """
+    # the steps draw from ``rng`` in this order: changing it changes every slide
+    parts = _compartments(rng, tissue, tumor, stain)
+    hema = _lymph_node_nuclei(rng, parts)
+    nests = _tumour_nuclei(rng, tumor, parts.tum, hema)
+    eos = _eosin(rng, parts, nests)
+    return _beer_lambert(rng, hema, eos, stain)
+
+
+def _compartments(
+    rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, stain: dict[str, float]
+) -> _Compartments:
+    """Capsule, stroma, germinal centres and their mantles, tumour and lymphoid tissue."""
     shape = tissue.shape
     tf = tissue.astype(np.float32)
-    # --- compartments -----------------------------------------------------------------
     border = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 5)
     capsule = np.clip(1.0 - (border - 8.0) / 10.0, 0, 1) * tf
     stroma_field = smooth_field(rng, shape, 160)
     cut = np.quantile(stroma_field[tissue], 1.0 - stain["stroma"]) if tissue.any() else 0
     stroma = np.clip((stroma_field - cut) * 2.0 + 0.5, 0, 1) * tf
-    # germinal centres: round islands with a dense mantle around them
-    gc = np.zeros(shape, np.float32)
-    mantle = np.zeros(shape, np.float32)
     inner = np.argwhere((border > 90) & (stroma < 0.2) & ~tumor)
-    if len(inner):
-        n_foll = rng.poisson(stain["follicles"] * tissue.sum() / 1e6)
-        for _ in range(n_foll):
-            cy, cx = inner[rng.integers(len(inner))]
-            r = rng.uniform(45, 85)
-            cv2.circle(mantle, (int(cx), int(cy)), int(r * 1.45), 1.0, -1)
-            cv2.ellipse(
-                gc,
-                (int(cx), int(cy)),
-                (int(r), int(r * rng.uniform(0.75, 1))),
-                rng.uniform(0, 180),
-                0,
-                360,
-                1.0,
-                -1,
-            )
-        gc = cv2.GaussianBlur(gc, (0, 0), 6) * tf
-        mantle = np.clip(cv2.GaussianBlur(mantle, (0, 0), 6) - gc, 0, 1) * tf
+    gc, mantle = _follicles(rng, inner, tf, stain["follicles"] * tissue.sum() / 1e6)
     tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 1.5)
     lymphoid = np.clip(tf - stroma - capsule, 0, 1)
-    normal = 1.0 - tum
+    return _Compartments(tf, capsule, stroma, gc, mantle, tum, lymphoid, 1.0 - tum)
 
-    # --- nuclei (hematoxylin) -------------------------------------------------------------
-    lym_density = (0.016 + 0.007 * smooth_field(rng, shape, 60).clip(-1, 1)) * lymphoid
-    lym_density = (lym_density * (1 - gc) + 0.024 * mantle) * normal + 0.0015 * tum
+
+def _follicles(
+    rng: np.random.Generator, inner: np.ndarray, tf: np.ndarray, expected: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Germinal centres (round islands) and the dense mantle around them, centred on pixels
+    of ``inner``; ``expected`` follicles on average. Returns ``(gc, mantle)``."""
+    gc = np.zeros(tf.shape, np.float32)
+    mantle = np.zeros(tf.shape, np.float32)
+    if not len(inner):
+        return gc, mantle
+    for _ in range(rng.poisson(expected)):
+        cy, cx = inner[rng.integers(len(inner))]
+        r = rng.uniform(45, 85)
+        cv2.circle(mantle, (int(cx), int(cy)), int(r * 1.45), 1.0, -1)
+        axes = (int(r), int(r * rng.uniform(0.75, 1)))
+        cv2.ellipse(gc, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
+    gc = cv2.GaussianBlur(gc, (0, 0), 6) * tf
+    mantle = np.clip(cv2.GaussianBlur(mantle, (0, 0), 6) - gc, 0, 1) * tf
+    return gc, mantle
+
+
+def _lymph_node_nuclei(rng: np.random.Generator, parts: _Compartments) -> np.ndarray:
+    """Hematoxylin of the normal tissue: lymphocytes, germinal-centre cells, fibroblasts."""
+    p = parts
+    lym_density = (0.016 + 0.007 * smooth_field(rng, p.tissue.shape, 60).clip(-1, 1)) * p.lymphoid
+    lym_density = (lym_density * (1 - p.gc) + 0.024 * p.mantle) * p.normal + 0.0015 * p.tum
     hema = 1.15 * np.clip(_stamp(_impulses(rng, lym_density), _disk_kernel(3.2, 3.0)), 0, 1)
     hema += 0.62 * np.clip(
-        _stamp(_impulses(rng, 0.006 * gc * normal), _disk_kernel(4.6, 4.0)), 0, 1
+        _stamp(_impulses(rng, 0.006 * p.gc * p.normal), _disk_kernel(4.6, 4.0)), 0, 1
     )
-    fib_density = (0.0024 * stroma + 0.004 * capsule) * normal
+    fib_density = (0.0024 * p.stroma + 0.004 * p.capsule) * p.normal
     for angle in (0.3, 1.9):
         fib = _stamp(_impulses(rng, fib_density), _disk_kernel(6.0, 1.6, angle))
         hema += 0.95 * np.clip(fib, 0, 1)
-    hema += 0.06 * tf
-    # tumour, painted inside its bounding box only: nests of large, pale, irregular nuclei
-    # with a dark rim and a nucleolus
-    nests = np.zeros(shape, np.float32)
-    if tumor.any():
-        ys, xs = np.nonzero(tumor)
-        box = np.s_[max(ys.min() - 12, 0) : ys.max() + 13, max(xs.min() - 12, 0) : xs.max() + 13]
-        t_box = tum[box]
-        nests[box] = np.clip(smooth_field(rng, t_box.shape, 28) * 1.5 + 1.2, 0, 1)
-        nuc = np.zeros(t_box.shape, np.float32)
-        for angle in (0.2, 1.0, 1.8, 2.6):
-            pts = _impulses(rng, 0.0016 * t_box * nests[box])
-            rx, ry = rng.uniform(6.0, 7.5), rng.uniform(4.6, 5.8)
-            body = _disk_kernel(rx, ry, angle, half=10)
-            ring = np.clip(body - _disk_kernel(rx - 1.6, ry - 1.6, angle, half=10), 0, 1)
-            kernel = 0.30 * body + 0.55 * ring + 0.70 * _disk_kernel(1.3, 1.3, half=10)
-            nuc += _stamp(pts, kernel)
-        hema[box] += np.clip(nuc, 0, 1.3)
-    # --- cytoplasm and fibres (eosin) -----------------------------------------------------
-    fibres = 0.5 + 0.5 * np.clip(smooth_field(rng, shape, 6), -1, 1)
-    eos = (
-        0.20 * lymphoid * normal
-        + 0.12 * gc * normal
-        + 0.50 * stroma * normal * (0.6 + 0.5 * fibres)
-        + 0.75 * capsule * (0.7 + 0.4 * fibres)
-        + 0.42 * tum * (0.8 + 0.3 * nests)
-    )
-    eos = eos * (1.0 + 0.15 * smooth_field(rng, shape, 40)) * tf
+    hema += 0.06 * p.tissue
+    return hema
 
-    # --- Beer-Lambert mixing ------------------------------------------------------------
+
+def _tumour_nuclei(
+    rng: np.random.Generator, tumor: np.ndarray, tum: np.ndarray, hema: np.ndarray
+) -> np.ndarray:
+    """Add the tumour's nuclei to ``hema`` (in place), painted inside its bounding box only:
+    nests of large, pale, irregular nuclei with a dark rim and a nucleolus. Returns the
+    nests map (float32 ``(H, W)``)."""
+    nests = np.zeros(tumor.shape, np.float32)
+    if not tumor.any():
+        return nests
+    ys, xs = np.nonzero(tumor)
+    box = np.s_[max(ys.min() - 12, 0) : ys.max() + 13, max(xs.min() - 12, 0) : xs.max() + 13]
+    t_box = tum[box]
+    nests[box] = np.clip(smooth_field(rng, t_box.shape, 28) * 1.5 + 1.2, 0, 1)
+    nuc = np.zeros(t_box.shape, np.float32)
+    for angle in (0.2, 1.0, 1.8, 2.6):
+        pts = _impulses(rng, 0.0016 * t_box * nests[box])
+        rx, ry = rng.uniform(6.0, 7.5), rng.uniform(4.6, 5.8)
+        body = _disk_kernel(rx, ry, angle, half=10)
+        ring = np.clip(body - _disk_kernel(rx - 1.6, ry - 1.6, angle, half=10), 0, 1)
+        kernel = 0.30 * body + 0.55 * ring + 0.70 * _disk_kernel(1.3, 1.3, half=10)
+        nuc += _stamp(pts, kernel)
+    hema[box] += np.clip(nuc, 0, 1.3)
+    return nests
+
+
+def _eosin(rng: np.random.Generator, parts: _Compartments, nests: np.ndarray) -> np.ndarray:
+    """Eosin: cytoplasm and fibres, strongest in the capsule and the stroma."""
+    p = parts
+    fibres = 0.5 + 0.5 * np.clip(smooth_field(rng, p.tissue.shape, 6), -1, 1)
+    eos = (
+        0.20 * p.lymphoid * p.normal
+        + 0.12 * p.gc * p.normal
+        + 0.50 * p.stroma * p.normal * (0.6 + 0.5 * fibres)
+        + 0.75 * p.capsule * (0.7 + 0.4 * fibres)
+        + 0.42 * p.tum * (0.8 + 0.3 * nests)
+    )
+    return eos * (1.0 + 0.15 * smooth_field(rng, p.tissue.shape, 40)) * p.tissue
+
+
+def _beer_lambert(
+    rng: np.random.Generator, hema: np.ndarray, eos: np.ndarray, stain: dict[str, float]
+) -> np.ndarray:
+    """Mix the stain densities into RGB as light through the section: uint8 ``(H, W, 3)``."""
     h_vec = HEMATOXYLIN + np.array([stain["hue"], 0.0, -stain["hue"]])
     h_vec = h_vec / np.linalg.norm(h_vec)
     e_vec = EOSIN / np.linalg.norm(EOSIN)
-    grain = 0.015 * rng.standard_normal(shape, dtype=np.float32)
+    grain = 0.015 * rng.standard_normal(hema.shape, dtype=np.float32)
     od = cv2.merge(
         [
             hema * np.float32(1.15 * stain["h"] * h_vec[c])
