@@ -164,7 +164,7 @@ def _place_lesions(
     """Tumour polygons (level-0 x, y) well inside the tissue; micro lesions sit on a grid cell."""
     if spec.kind == "normal":
         return []
-    ds = synth.PAINT_DOWNSAMPLE
+    paint_downsample = synth.PAINT_DOWNSAMPLE
     depth = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 5)
     polygons: list[np.ndarray] = []
     n_lesions = rng.choice([1, 2], p=[0.6, 0.4]) if spec.kind == "macro" else 1
@@ -172,10 +172,12 @@ def _place_lesions(
         for _attempt in range(200):
             radius = rng.uniform(2000, 3000) if spec.kind == "macro" else rng.uniform(480, 700)
             # macro lesions may reach the tissue border (the tumour is clipped to tissue)
-            ok = np.argwhere(depth > (0.8 if spec.kind == "macro" else 1.25) * radius / ds)
+            ok = np.argwhere(
+                depth > (0.8 if spec.kind == "macro" else 1.25) * radius / paint_downsample
+            )
             if len(ok) == 0:
                 continue
-            cy, cx = ok[rng.integers(len(ok))] * ds
+            cy, cx = ok[rng.integers(len(ok))] * paint_downsample
             if spec.kind == "micro":  # centre on a grid cell so that 1-3 patches are tumour
                 cell = PATCH_SIZE_LEVEL0
                 cx = (cx // cell + 0.5) * cell + rng.uniform(-200, 200)
@@ -185,7 +187,13 @@ def _place_lesions(
                 continue
             polygons.append(poly)
             # the next lesion goes elsewhere
-            cv2.circle(depth, (int(cx / ds), int(cy / ds)), int(2.2 * radius / ds), 0.0, -1)
+            cv2.circle(
+                depth,
+                (int(cx / paint_downsample), int(cy / paint_downsample)),
+                int(2.2 * radius / paint_downsample),
+                0.0,
+                -1,
+            )
             break
     if not polygons:  # pragma: no cover - the sizes above always fit
         raise RuntimeError(f"{spec.name}: could not place a {spec.kind} lesion")
@@ -244,19 +252,21 @@ def aperio_description(width: int, height: int) -> str:
 def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     """Paint one slide and write its TIFF pyramid, mask pyramid and (tumour) XML."""
     rng = np.random.default_rng([seed, 1, spec.index])
-    ds = synth.PAINT_DOWNSAMPLE
+    paint_downsample = synth.PAINT_DOWNSAMPLE
     width = int(rng.integers(9, 12)) * PATCH_SIZE_LEVEL0 + 64 * int(rng.integers(0, 12))
     height = int(rng.integers(7, 10)) * PATCH_SIZE_LEVEL0 + 64 * int(rng.integers(0, 12))
-    shape = (height // ds, width // ds)
+    shape = (height // paint_downsample, width // paint_downsample)
     tissue = synth.tissue_shape(rng, shape, margin=150)
     # the annotation follows the tissue edge: outline (lesion AND tissue); the texture, the
     # XML and the mask all come from that one outline
     lesions = (
-        rasterise(shape, _place_lesions(rng, spec, tissue), ds, pixel_centres=False).astype(bool)
+        rasterise(
+            shape, _place_lesions(rng, spec, tissue), paint_downsample, pixel_centres=False
+        ).astype(bool)
         & tissue
     )
-    polygons = outline(lesions, ds)
-    tumor = rasterise(shape, polygons, ds, pixel_centres=False).astype(bool)
+    polygons = outline(lesions, paint_downsample)
+    tumor = rasterise(shape, polygons, paint_downsample, pixel_centres=False).astype(bool)
     stain = {
         "h": rng.uniform(0.85, 1.15),
         "e": rng.uniform(0.8, 1.2),
@@ -266,7 +276,7 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     }
     painted = synth.paint_section(rng, tissue, tumor, stain)
 
-    # slide pyramid: level 2 (ds 4) is the painting itself
+    # slide pyramid: level 2 (downsample 4) is the painting itself
     top = [
         cv2.resize(painted, (width, height), interpolation=cv2.INTER_LINEAR),
         cv2.resize(painted, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR),
@@ -312,12 +322,14 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
         attrs = trident.coords_attributes(
             slide, spec.name, paths.coords_path(spec.name).parent, PATCH_SIZE, TARGET_MAG
         )
-        coords = trident.patch_grid(
+        coords_level0 = trident.patch_grid(
             tissue, downsample, slide.dimensions, attrs["patch_size_level0"]
         )
-        trident.save_coords(paths.coords_path(spec.name), coords, attrs)
-        feats = trident.extract_features(slide, coords, attrs, StainStatsEncoder())
-        trident.save_features(paths.features_path(spec.name), feats, coords, attrs, DEMO_ENCODER)
+        trident.save_coords(paths.coords_path(spec.name), coords_level0, attrs)
+        feats = trident.extract_features(slide, coords_level0, attrs, StainStatsEncoder())
+        trident.save_features(
+            paths.features_path(spec.name), feats, coords_level0, attrs, DEMO_ENCODER
+        )
 
 
 def _build_one(spec: SlideSpec, root: str, seed: int) -> dict[str, dict]:
@@ -791,7 +803,7 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, dict]
     with np.load(packed) as data:
         meta = json.loads(data["meta"].tobytes())
         for s in specs:
-            coords = data[f"{s.name}/coords"]
+            coords_level0 = data[f"{s.name}/coords"]
             attrs = trident.coords_attributes(
                 _SlideStub(*meta["level0_size"][s.name]),
                 s.name,
@@ -799,9 +811,11 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, dict]
                 PATCH_SIZE,
                 TARGET_MAG,
             )
-            trident.save_coords(paths.coords_path(s.name), coords, attrs)
+            trident.save_coords(paths.coords_path(s.name), coords_level0, attrs)
             feats = data[f"{s.name}/features"]
-            trident.save_features(paths.features_path(s.name), feats, coords, attrs, DEMO_ENCODER)
+            trident.save_features(
+                paths.features_path(s.name), feats, coords_level0, attrs, DEMO_ENCODER
+            )
             write_patch_labels(
                 paths.patch_labels_path(s.name),
                 data[f"{s.name}/labels"],

@@ -134,10 +134,10 @@ def best_level(slide: openslide.OpenSlide, downsample: float, tolerance: float =
     """TRIDENT's choice of level for a downsample: one within ``tolerance`` of it, else the
     coarsest level finer than it (the region read there is then resized)."""
     downsamples = slide.level_downsamples
-    for level, ds in enumerate(downsamples):
-        if abs(ds - downsample) <= tolerance:
+    for level, level_downsample in enumerate(downsamples):
+        if abs(level_downsample - downsample) <= tolerance:
             return level
-    finer = [level for level, ds in enumerate(downsamples) if ds <= downsample]
+    finer = [level for level, d in enumerate(downsamples) if d <= downsample]
     return finer[-1] if finer else 0
 
 
@@ -357,7 +357,7 @@ def coords_attributes(
 
 def read_patches(
     slide: openslide.OpenSlide,
-    coords: np.ndarray,
+    coords_level0: np.ndarray,
     patch_size_level0: float,
     patch_size: int,
     background: str = "black",
@@ -377,8 +377,8 @@ def read_patches(
         raise ValueError(f"background must be 'black' or 'white', not {background!r}")
     level = best_level(slide, patch_size_level0 / patch_size)
     size = int(round(patch_size_level0 / slide.level_downsamples[level]))
-    out = np.empty((len(coords), patch_size, patch_size, 3), np.uint8)
-    for i, (x, y) in enumerate(coords):
+    out = np.empty((len(coords_level0), patch_size, patch_size, 3), np.uint8)
+    for i, (x, y) in enumerate(coords_level0):
         rgba = np.asarray(slide.read_region((int(x), int(y)), level, (size, size)))
         rgb = to_rgb(rgba) if background == "white" else rgba[..., :3]
         if size != patch_size:
@@ -390,14 +390,14 @@ def read_patches(
 @torch.inference_mode()
 def extract_features(
     slide: openslide.OpenSlide,
-    coords: np.ndarray,
+    coords_level0: np.ndarray,
     attrs: dict,
     encoder: torch.nn.Module,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> np.ndarray:
-    """Encode every patch of ``coords``: float32 ``(n_patches, dim)``, row i = patch i.
+    """Encode every patch of ``coords_level0``: float32 ``(n_patches, dim)``, row i = patch i.
 
     ``encoder`` is any module mapping uint8 patches ``(batch_size, 3, H, W)`` to
     ``(batch_size, dim)``; a model that expects normalised floats can be wrapped in a
@@ -405,11 +405,11 @@ def extract_features(
     """
     encoder = encoder.eval().to(device)
     feats = []
-    starts = range(0, len(coords), batch_size)
+    starts = range(0, len(coords_level0), batch_size)
     for start in tqdm(starts, desc=str(attrs.get("name", "patches")), disable=not progress):
         batch = read_patches(
             slide,
-            coords[start : start + batch_size],
+            coords_level0[start : start + batch_size],
             attrs["patch_size_level0"],
             attrs["patch_size"],
         )
