@@ -54,7 +54,13 @@ BAND_PIXELS = 16 * 1024 * 1024
 
 
 def _mask_level(downsamples: Sequence[float], patch_size_level0: int, min_patch_px: int) -> int:
-    """The coarsest level on which a patch still spans ``min_patch_px`` pixels (else 0)."""
+    """The coarsest level on which a patch still spans ``min_patch_px`` pixels (else 0).
+
+    Unlike :func:`helpers.grid.choose_level` (which lets a downsample 0.1% above the bar
+    pass, for the canvases), a mask level must hold the full ``min_patch_px``: on a slide
+    whose level sizes were rounded (downsample 16.003 for 16) the next finer level is read,
+    which keeps the fractions within 0.02 of the level-0 ones.
+    """
     best = 0
     for level, downsample in enumerate(downsamples):
         if patch_size_level0 / downsample >= min_patch_px - 1e-6:
@@ -131,6 +137,27 @@ def _boxes_on_map(
 # tumor fractions
 
 
+def _window_under_patches(
+    coords_level0: np.ndarray,
+    patch_size_level0: int,
+    downsample: float,
+    level_size: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """The part of a pyramid level under the patches, in whole level pixels:
+    ``(x0, y0, width, height)``, clipped to the level's ``(width, height)``."""
+    x0 = max(int(math.floor(coords_level0[:, 0].min() / downsample)), 0)
+    y0 = max(int(math.floor(coords_level0[:, 1].min() / downsample)), 0)
+    x1 = min(
+        int(math.ceil((coords_level0[:, 0].max() + patch_size_level0) / downsample)),
+        level_size[0],
+    )
+    y1 = min(
+        int(math.ceil((coords_level0[:, 1].max() + patch_size_level0) / downsample)),
+        level_size[1],
+    )
+    return x0, y0, max(x1 - x0, 0), max(y1 - y0, 0)
+
+
 def tumor_fraction_from_mask(
     mask,
     coords_level0: np.ndarray,
@@ -170,19 +197,9 @@ def tumor_fraction_from_mask(
         if not 0 <= level < slide.level_count:
             raise LabelInputError(f"level {level} not in the mask (it has {slide.level_count}).")
         downsample = float(slide.level_downsamples[level])
-        level_width, level_height = slide.level_dimensions[level]
-        # the map is the part of the level under the patches (whole level pixels)
-        mx0 = max(int(math.floor(coords_level0[:, 0].min() / downsample)), 0)
-        my0 = max(int(math.floor(coords_level0[:, 1].min() / downsample)), 0)
-        mx1 = min(
-            int(math.ceil((coords_level0[:, 0].max() + patch_size_level0) / downsample)),
-            level_width,
+        mx0, my0, width, height = _window_under_patches(
+            coords_level0, patch_size_level0, downsample, slide.level_dimensions[level]
         )
-        my1 = min(
-            int(math.ceil((coords_level0[:, 1].max() + patch_size_level0) / downsample)),
-            level_height,
-        )
-        width, height = max(mx1 - mx0, 0), max(my1 - my0, 0)
         boxes = _boxes_on_map(coords_level0, patch_size_level0, downsample, (0, 0))
         boxes -= np.array([mx0, my0, mx0, my0])
 
