@@ -7,6 +7,7 @@ CAMELYON16's annotations are ASAP XML files: ``<Annotation PartOfGroup="_0">`` e
 Public API (polygons are ``(K, 2)`` float64 level-0 ``(x, y)`` vertices)::
 
     read_polygons(xml_path) -> (tumor polygons, exclusion polygons)
+    asap_xml([(polygon, group), ...], {group: colour}) -> str
     write_asap_xml(path, polygons, group="Tumor")
     fill_polygons(img, polygons, value, scale, origin=(0, 0), pixel_centres=True)
     rasterise(shape, polygons, scale, pixel_centres=True) -> uint8 (height, width)
@@ -32,6 +33,7 @@ __all__ = [
     "EXCLUDE_GROUPS",
     "read_polygons",
     "annotation_groups",
+    "asap_xml",
     "write_asap_xml",
     "fill_polygons",
     "rasterise",
@@ -114,29 +116,46 @@ def read_polygons(
     return tumor, exclude
 
 
-def write_asap_xml(path: Path, polygons: list[np.ndarray], group: str = "Tumor") -> None:
-    """ASAP annotation XML, one ``Polygon`` per lesion, level-0 coordinates; atomically."""
+def asap_xml(
+    annotations: Sequence[tuple[np.ndarray, str]], groups: dict[str, str], decimals: int = 2
+) -> str:
+    """The text of an ASAP annotation file.
+
+    Arguments:
+        annotations: ``(polygon, group)`` pairs, each polygon ``(K, 2)`` level-0 ``(x, y)``;
+            one ``Polygon`` annotation each, in this order.
+        groups: ``{group name: colour}`` for the ``AnnotationGroups`` section.
+        decimals: Decimals written per coordinate.
+    """
     lines = ['<?xml version="1.0"?>', "<ASAP_Annotations>", "\t<Annotations>"]
-    for i, poly in enumerate(polygons):
+    for i, (poly, group) in enumerate(annotations):
         lines.append(
             f'\t\t<Annotation Name="Annotation {i}" Type="Polygon" '
             f'PartOfGroup={quoteattr(group)} Color="#F4FA58">'
         )
         lines.append("\t\t\t<Coordinates>")
         for j, (x, y) in enumerate(poly):
-            lines.append(f'\t\t\t\t<Coordinate Order="{j}" X="{x:.2f}" Y="{y:.2f}" />')
+            lines.append(
+                f'\t\t\t\t<Coordinate Order="{j}" X="{x:.{decimals}f}" Y="{y:.{decimals}f}" />'
+            )
         lines += ["\t\t\t</Coordinates>", "\t\t</Annotation>"]
-    lines += [
-        "\t</Annotations>",
-        "\t<AnnotationGroups>",
-        f'\t\t<Group Name={quoteattr(group)} PartOfGroup="None" Color="#ff0000">',
-        "\t\t\t<Attributes />",
-        "\t\t</Group>",
-        "\t</AnnotationGroups>",
-        "</ASAP_Annotations>",
-    ]
+    lines += ["\t</Annotations>", "\t<AnnotationGroups>"]
+    for group, colour in groups.items():
+        lines += [
+            f'\t\t<Group Name={quoteattr(group)} PartOfGroup="None" Color="{colour}">',
+            "\t\t\t<Attributes />",
+            "\t\t</Group>",
+        ]
+    lines += ["\t</AnnotationGroups>", "</ASAP_Annotations>"]
+    return "\n".join(lines) + "\n"
+
+
+def write_asap_xml(path: Path, polygons: list[np.ndarray], group: str = "Tumor") -> None:
+    """ASAP annotation XML, one ``Polygon`` per lesion in ``group``, level-0 coordinates;
+    atomically."""
+    text = asap_xml([(p, group) for p in polygons], {group: "#ff0000"})
     with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text(text)
 
 
 def fill_polygons(

@@ -62,6 +62,22 @@ class LabelInputError(ValueError):
 # coords and features (TRIDENT's h5 files)
 
 
+def _read_dataset(path: Path, key: str, what: str) -> tuple[np.ndarray, dict]:
+    """Dataset ``key`` of an h5 file and its attributes (numpy scalars as Python values);
+    ``FileNotFoundError`` or :class:`LabelInputError` naming ``what`` and the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if key not in f:
+                raise LabelInputError(f"{path} has no dataset '{key}' (keys: {list(f.keys())}).")
+            data = np.asarray(f[key][:])
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f[key].attrs.items()}
+    except OSError as exc:
+        raise LabelInputError(f"cannot read {what} {path}: {exc}") from exc
+    return data, attrs
+
+
 def read_coords(path, patch_size_level0: int | None = None) -> tuple[dict, np.ndarray]:
     """Coordinates of a TRIDENT ``<name>_patches.h5`` file, checked against the patch size.
 
@@ -76,18 +92,7 @@ def read_coords(path, patch_size_level0: int | None = None) -> tuple[dict, np.nd
         ``coords``: the order of TRIDENT's ``read_coords``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"coords file not found: {path}")
-    try:
-        with h5py.File(path, "r") as f:
-            if "coords" not in f:
-                raise LabelInputError(f"{path} has no dataset 'coords' (keys: {list(f.keys())}).")
-            coords_level0 = np.asarray(f["coords"][:])
-            attrs = {
-                k: (v.item() if hasattr(v, "item") else v) for k, v in f["coords"].attrs.items()
-            }
-    except OSError as exc:
-        raise LabelInputError(f"cannot read coords file {path}: {exc}") from exc
+    coords_level0, attrs = _read_dataset(path, "coords", "coords file")
     try:
         coords_level0 = check_coords_level0(coords_level0)
     except ValueError as exc:
@@ -186,18 +191,8 @@ def save_features(
 
 def read_patch_labels(path) -> np.ndarray:
     """The ``patch_labels`` of ``patch_labels/<name>.h5``: ``(N,)`` int64, one per coords row."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"patch labels file not found: {path}")
-    try:
-        with h5py.File(path, "r") as f:
-            if "patch_labels" not in f:
-                raise LabelInputError(
-                    f"{path} has no dataset 'patch_labels' (keys: {list(f.keys())})."
-                )
-            return np.asarray(f["patch_labels"][:]).astype(np.int64)
-    except OSError as exc:
-        raise LabelInputError(f"cannot read patch labels file {path}: {exc}") from exc
+    labels, _ = _read_dataset(Path(path), "patch_labels", "patch labels file")
+    return labels.astype(np.int64)
 
 
 def write_patch_labels(

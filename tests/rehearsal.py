@@ -49,7 +49,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import cv2
 import h5py
@@ -63,6 +62,7 @@ for _p in (REPO, Path(__file__).resolve().parent):  # runnable as a script from 
         sys.path.insert(0, str(_p))
 
 from helpers import synth  # noqa: E402
+from helpers.annotations import asap_xml  # noqa: E402
 from helpers.layout import (  # noqa: E402
     ANNOTATIONS_DIR,
     DEFAULT_PATCH_DIR,
@@ -447,26 +447,9 @@ def aperio_description(fmt: Format, width: int, height: int) -> str:
 
 def write_asap_xml(path: Path, tumour: list[np.ndarray], holes: list[np.ndarray]) -> None:
     """ASAP XML as CAMELYON16 ships it: tumour polygons in groups ``_0``, exclusions in ``_2``."""
-    lines = ['<?xml version="1.0"?>', "<ASAP_Annotations>", "\t<Annotations>"]
-    polys = [(p, "_0") for p in tumour] + [(p, "_2") for p in holes]
-    for i, (poly, group) in enumerate(polys):
-        lines.append(
-            f'\t\t<Annotation Name="Annotation {i}" Type="Polygon" '
-            f'PartOfGroup={quoteattr(group)} Color="#F4FA58">'
-        )
-        lines.append("\t\t\t<Coordinates>")
-        for j, (x, y) in enumerate(poly):
-            lines.append(f'\t\t\t\t<Coordinate Order="{j}" X="{x:.4f}" Y="{y:.4f}" />')
-        lines += ["\t\t\t</Coordinates>", "\t\t</Annotation>"]
-    lines += ["\t</Annotations>", "\t<AnnotationGroups>"]
-    for group, colour in (("_0", "#FF0000"), ("_1", "#FF0000"), ("_2", "#00FF00")):
-        lines += [
-            f'\t\t<Group Name="{group}" PartOfGroup="None" Color="{colour}">',
-            "\t\t\t<Attributes />",
-            "\t\t</Group>",
-        ]
-    lines += ["\t</AnnotationGroups>", "</ASAP_Annotations>"]
-    path.write_text("\n".join(lines) + "\n")
+    annotations = [(p, "_0") for p in tumour] + [(p, "_2") for p in holes]
+    groups = {"_0": "#FF0000", "_1": "#FF0000", "_2": "#00FF00"}
+    path.write_text(asap_xml(annotations, groups, decimals=4))
 
 
 # ------------------------------------------------------------------------------------------

@@ -341,3 +341,23 @@ def test_patch_level_without_patch_size_is_refused(mixed):
             mixed / "labels.csv", mixed / "patches", mixed / "out", mixed / "masks",
             patch_level=1, progress=False,
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# helpers.formats: the readers give back what the writers wrote, in TRIDENT's order
+
+
+def test_patch_labels_and_coords_round_trip(tmp_path):
+    from helpers import formats
+
+    labels = np.array([0, 1, 1, 0])
+    formats.write_patch_labels(tmp_path / "a.h5", labels, np.array([0.0, 0.6, 1.0, 0.2]))
+    got = formats.read_patch_labels(tmp_path / "a.h5")
+    assert got.dtype == np.int64 and got.tolist() == [0, 1, 1, 0]
+    coords_level0 = write_coords(tmp_path / "a_patches.h5")
+    attrs, read_back = formats.read_coords(tmp_path / "a_patches.h5", P)  # TRIDENT's order
+    assert attrs["patch_size_level0"] == P and np.array_equal(read_back, coords_level0)
+    with pytest.raises(L.LabelInputError, match="no dataset 'patch_labels'"):
+        formats.read_patch_labels(tmp_path / "a_patches.h5")
+    with pytest.raises(FileNotFoundError, match="patch labels file not found"):
+        formats.read_patch_labels(tmp_path / "missing.h5")
