@@ -50,6 +50,18 @@ __all__ = [
     "save_thumbnail",
 ]
 
+#: The attributes TRIDENT v0.3.0 stores on a coords dataset (see trident.coords_attributes).
+COORDS_ATTRIBUTES = (
+    "patch_size",
+    "patch_size_level0",
+    "level0_magnification",
+    "target_magnification",
+    "overlap",
+    "name",
+    "savetodir",
+    "level0_width",
+    "level0_height",
+)
 #: Problems listed in an error message before "... and N more".
 MAX_SHOWN = 5
 

@@ -18,21 +18,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from helpers import demo
+from helpers.formats import COORDS_ATTRIBUTES
 from helpers.labels import read_polygons, tumor_fraction_from_xml
 from helpers.trident import read_level
 
 REPO = Path(__file__).resolve().parents[1]
-COORD_ATTRS = {
-    "patch_size",
-    "patch_size_level0",
-    "level0_magnification",
-    "target_magnification",
-    "overlap",
-    "name",
-    "savetodir",
-    "level0_width",
-    "level0_height",
-}
+COORD_ATTRS = set(COORDS_ATTRIBUTES)
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,13 @@ def _stop(*args, **kwargs):
     raise _Stop
 
 
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    """Write ``{relative path: bytes}`` under ``root``, making folders."""
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
 def test_top_level_script_without_main_guard_does_not_hang(built):
     root, res = built
     assert res.returncode == 0, res.stderr
@@ -118,9 +125,7 @@ def test_a_readers_folder_is_refused_and_left_alone(tmp_path):
         "trident_processed/20x_512px_0px_overlap/patches/normal_001_patches.h5": b"h5",
         "train.csv": b"wsi_name,wsi_label\nnormal_001,0\n",
     }
-    for rel, data in files.items():
-        (reader / rel).parent.mkdir(parents=True, exist_ok=True)
-        (reader / rel).write_bytes(data)
+    write_files(reader, files)
     for extra in ([], ["--force"]):
         res = subprocess.run(
             [sys.executable, "-m", "helpers.demo", "--out", str(reader), *extra],
@@ -166,9 +171,7 @@ def test_force_removes_only_what_the_manifest_lists(cohort, monkeypatch):
         "notes.txt": b"reader",
         "models/notes.txt": b"reader",
     }
-    for rel, data in mine.items():
-        (cohort / rel).parent.mkdir(parents=True, exist_ok=True)
-        (cohort / rel).write_bytes(data)
+    write_files(cohort, mine)
     (cohort / "models" / "abmil-0123456789ab.pt").write_bytes(b"cached weights")
     (cohort / "models" / ".abmil-0123456789ab.partial-77.pt").write_bytes(b"half")
     monkeypatch.setattr(demo, "_build_slides", _stop)  # stop right after the clearing

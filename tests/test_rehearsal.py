@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers.formats import COORDS_ATTRIBUTES
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -152,17 +154,7 @@ def test_coords_files_have_tridents_types_placement_and_order(rehearsal, slides)
             assert ds.chunks == (1, 2) and ds.maxshape == (None, 2)
             a = h5_attrs(ds)
             coords = ds[:]
-        assert set(a) == {
-            "patch_size",
-            "patch_size_level0",
-            "level0_magnification",
-            "target_magnification",
-            "overlap",
-            "name",
-            "savetodir",
-            "level0_width",
-            "level0_height",
-        }
+        assert set(a) == set(COORDS_ATTRIBUTES)
         for key in ("patch_size", "level0_magnification", "overlap", "level0_width"):
             assert isinstance(a[key], np.integer), key
         for key in ("patch_size_level0", "target_magnification"):
