@@ -374,59 +374,68 @@ def _write_levels(path: Path, geo: Geometry, fmt: Format, n_levels: int, desc: s
     )
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for level in range(n_levels):
-            ds = fmt.step**level
-            w, h = -(-geo.width // ds), -(-geo.height // ds)
+            downsample = fmt.step**level
+            w, h = -(-geo.width // downsample), -(-geo.height // downsample)
             extra = {
                 "description": desc if level == 0 else None,
                 "subfiletype": 0 if level == 0 else 1,
-                "resolution": (res[0] / ds, res[1] / ds),
+                "resolution": (res[0] / downsample, res[1] / downsample),
                 "resolutionunit": "CENTIMETER",
                 "metadata": None,
                 "tile": (tile, tile),
                 **common,
             }
             if w * h <= 16_000_000:
-                data = geo.classes(0, 0, w, h, ds)
+                data = geo.classes(0, 0, w, h, downsample)
                 if kind == "rgb":
                     data = _paint(data, np.tile(texture, (-(-h // tile), -(-w // tile))))
                 tif.write(data, **extra)
                 continue
-            first: dict[int, int] = {}
             index: list[int | None] = []
-
-            nx, ny = -(-w // tile), -(-h // tile)
-            uniform = geo.uniform_tiles(tile, ds, nx, ny).tolist()
-
-            def tiles(ds=ds, nx=nx, ny=ny, uniform=uniform, first=first, index=index):
-                for ty in range(ny):
-                    for tx in range(nx):
-                        x0, y0 = tx * tile * ds, ty * tile * ds
-                        c = uniform[ty][tx]
-                        if c < 0:
-                            c = None
-                        if c is not None and c in first:
-                            index.append(first[c])
-                            yield b"\0"
-                            continue
-                        if c is not None:
-                            first[c] = len(index)
-                        index.append(None)
-                        yield encode(geo.classes(x0, y0, tile, tile, ds))
-
+            tiles = _tile_stream(geo, tile, downsample, (w, h), encode, index)
             shape = (h, w, 3) if kind == "rgb" else (h, w)
-            tif.write(tiles(), shape=shape, dtype=np.uint8, **extra)
+            tif.write(tiles, shape=shape, dtype=np.uint8, **extra)
             shared.append((level, index))
     if shared:
-        with tifffile.TiffFile(path, mode="r+b") as tf:
-            for page_no, index in shared:
-                page = tf.pages[page_no]
-                offsets = np.array(page.dataoffsets, np.uint64)
-                counts = np.array(page.databytecounts, np.uint64)
-                for i, j in enumerate(index):
-                    if j is not None:
-                        offsets[i], counts[i] = offsets[j], counts[j]
-                page.tags["TileOffsets"].overwrite(offsets)
-                page.tags["TileByteCounts"].overwrite(counts)
+        _point_copies_at_first(path, shared)
+
+
+def _tile_stream(geo: Geometry, tile: int, downsample: int, size: tuple, encode, index: list):
+    """The encoded tiles of a level, row by row; a tile of one class throughout that was
+    seen before is a 1-byte placeholder, and ``index`` records (per tile) which earlier tile
+    it copies (``None``: its own bytes)."""
+    w, h = size
+    nx, ny = -(-w // tile), -(-h // tile)
+    uniform = geo.uniform_tiles(tile, downsample, nx, ny).tolist()
+    first: dict[int, int] = {}
+    for ty in range(ny):
+        for tx in range(nx):
+            x0, y0 = tx * tile * downsample, ty * tile * downsample
+            c = uniform[ty][tx]
+            if c < 0:
+                c = None
+            if c is not None and c in first:
+                index.append(first[c])
+                yield b"\0"
+                continue
+            if c is not None:
+                first[c] = len(index)
+            index.append(None)
+            yield encode(geo.classes(x0, y0, tile, tile, downsample))
+
+
+def _point_copies_at_first(path: Path, shared: list[tuple[int, list[int | None]]]) -> None:
+    """Rewrite the tile offsets of each ``(page, index)`` so copies point at the first tile."""
+    with tifffile.TiffFile(path, mode="r+b") as tf:
+        for page_no, index in shared:
+            page = tf.pages[page_no]
+            offsets = np.array(page.dataoffsets, np.uint64)
+            counts = np.array(page.databytecounts, np.uint64)
+            for i, j in enumerate(index):
+                if j is not None:
+                    offsets[i], counts[i] = offsets[j], counts[j]
+            page.tags["TileOffsets"].overwrite(offsets)
+            page.tags["TileByteCounts"].overwrite(counts)
 
 
 def _n_levels(fmt: Format, width: int, height: int) -> int:
@@ -551,54 +560,68 @@ def slide_geometry(spec: Spec) -> Geometry:
     return _geometry(spec)[0]
 
 
-def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
-    """Write one slide, its mask / XML, thumbnail, coords and features; return its row."""
-    import openslide
-
-    geo, rng = _geometry(spec)
-    width, height = geo.width, geo.height
+def _write_slide_files(spec: Spec, geo: Geometry, out: Path) -> tuple[Path, int]:
+    """The slide's pyramid, and its mask and / or XML: ``(slide path, number of levels)``."""
     fmt = spec.fmt
-    n_levels = _n_levels(fmt, width, height)
+    n_levels = _n_levels(fmt, geo.width, geo.height)
     wsi = out / WSIS_DIR / f"{spec.name}{fmt.suffix}"
-    desc = aperio_description(fmt, width, height) if fmt.name == "aperio" else None
+    desc = aperio_description(fmt, geo.width, geo.height) if fmt.name == "aperio" else None
     _write_levels(wsi, geo, fmt, n_levels, desc, "rgb")
     if spec.source in ("mask", "both"):  # CAMELYON16's masks: generic TIFF, 2x steps
         mask_fmt = Format("generic", fmt.mpp, None, 2, 512, ".tif")
-        mask_levels = _n_levels(mask_fmt, width, height)
+        mask_levels = _n_levels(mask_fmt, geo.width, geo.height)
         _write_levels(
             out / MASKS_DIR / mask_file(spec.name), geo, mask_fmt, mask_levels, None, "mask"
         )
     if spec.source in ("xml", "both"):
         write_asap_xml(out / ANNOTATIONS_DIR / annotation_file(spec.name), geo.tumour, geo.holes)
+    return wsi, n_levels
 
-    job = out / JOB_DIR
+
+def _write_thumbnail(wsi: Path, path: Path, width: int, height: int) -> None:
+    """TRIDENT's thumbnail of a ``width x height`` slide: longest side 1000 px, PIL's default
+    JPEG quality."""
+    import openslide
+
     with openslide.OpenSlide(str(wsi)) as slide:
-        # TRIDENT: longest side 1000 px, PIL's default JPEG quality
-        tw, th = (
+        size = (
             (1000, int(1000 * height / width))
             if width > height
-            else (
-                int(1000 * width / height),
-                1000,
-            )
+            else (int(1000 * width / height), 1000)
         )
-        slide.get_thumbnail((tw, th)).convert("RGB").save(job / "thumbnails" / f"{spec.name}.jpg")
-    p = fmt.patch_size_level0
-    coords = grid_coords(geo, p)
-    frac = tumour_fraction(geo, coords, p)
-    patches_dir = job / PATCH_DIR / "patches"
+        slide.get_thumbnail(size).convert("RGB").save(path)
+
+
+def _write_trident_h5(
+    spec: Spec, geo: Geometry, job: Path, coords_level0: np.ndarray, feats: np.ndarray
+) -> None:
+    """``patches/<name>_patches.h5`` and ``features_<encoder>/<name>.h5`` as TRIDENT writes them."""
     attrs = coords_attrs(spec, geo, job / PATCH_DIR)
-    save_h5(patches_dir / coords_file(spec.name), {"coords": coords}, {"coords": attrs})
+    patches_dir = job / PATCH_DIR / "patches"
+    save_h5(patches_dir / coords_file(spec.name), {"coords": coords_level0}, {"coords": attrs})
     feats_dir = job / PATCH_DIR / f"features_{ENCODER}"
-    feats = synthetic_features(rng, coords, frac, p, tumour_dir)
     save_h5(
         feats_dir / f"{spec.name}.h5",
-        {"features": feats, "coords": coords},
+        {"features": feats, "coords": coords_level0},
         {
             "features": {"name": spec.name, "savetodir": str(feats_dir), "encoder": ENCODER},
             "coords": attrs,
         },
     )
+
+
+def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
+    """Write one slide, its mask / XML, thumbnail, coords and features; return its row."""
+    geo, rng = _geometry(spec)
+    fmt = spec.fmt
+    wsi, n_levels = _write_slide_files(spec, geo, out)
+    thumbnail = out / JOB_DIR / "thumbnails" / f"{spec.name}.jpg"
+    _write_thumbnail(wsi, thumbnail, geo.width, geo.height)
+    patch_size_level0 = fmt.patch_size_level0
+    coords_level0 = grid_coords(geo, patch_size_level0)
+    frac = tumour_fraction(geo, coords_level0, patch_size_level0)
+    feats = synthetic_features(rng, coords_level0, frac, patch_size_level0, tumour_dir)
+    _write_trident_h5(spec, geo, out / JOB_DIR, coords_level0, feats)
     return {
         "name": spec.name,
         "split": spec.split,
@@ -609,10 +632,10 @@ def make_slide(spec: Spec, out: Path, tumour_dir: np.ndarray) -> dict:
         "objective_power": fmt.app_mag,
         "level_step": fmt.step,
         "levels": n_levels,
-        "width": width,
-        "height": height,
-        "patch_size_level0": p,
-        "n_patches": len(coords),
+        "width": geo.width,
+        "height": geo.height,
+        "patch_size_level0": patch_size_level0,
+        "n_patches": len(coords_level0),
         "n_tumour_patches": int((frac > 0.5).sum()),
         "max_tumour_fraction": float(frac.max(initial=0.0)),
         "lesion": spec.lesion,
@@ -696,32 +719,9 @@ def make_rehearsal(
             raise FileExistsError(f"{out} exists and is not a rehearsal folder; not replacing it")
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    job = tmp / JOB_DIR
-    for d in (
-        tmp / WSIS_DIR,
-        tmp / MASKS_DIR,
-        tmp / ANNOTATIONS_DIR,
-        job / "thumbnails",
-        job / PATCH_DIR / "patches",
-        job / PATCH_DIR / f"features_{ENCODER}",
-    ):
-        d.mkdir(parents=True)
+    tmp = _empty_folders(out.with_name(f".{out.name}.partial-{os.getpid()}"))
     try:
-        rng = np.random.default_rng([SEED, 999])
-        tumour_dir = rng.standard_normal(FEATURE_DIM).astype(np.float32)
-        tumour_dir /= np.linalg.norm(tumour_dir) / math.sqrt(FEATURE_DIM) * 2.5
-        rows = _make_slides(tmp, tumour_dir, workers, quiet)
-        _write_csv(tmp / "wsi_labels.csv", rows)
-        _write_csv(tmp / "train.csv", [r for r in rows if r["split"] == "train"])
-        _write_csv(tmp / "test.csv", [r for r in rows if r["split"] == "test"])
-        if patch_labels:
-            _label(tmp, rows)
-        (tmp / MANIFEST).write_text(
-            json.dumps({**_stamp(patch_labels), "encoder": ENCODER, "slides": rows}, indent=1)
-        )
+        _write_contents(tmp, patch_labels, workers, quiet)
         # the paths inside the h5 files name the final folder, as TRIDENT's would
         _fix_savetodir(tmp, out)
         os.replace(tmp, out)
@@ -735,7 +735,40 @@ def make_rehearsal(
     return environment(out)
 
 
-def _label(root: Path, rows: list[dict]) -> None:
+def _empty_folders(tmp: Path) -> Path:
+    """``tmp`` (emptied) with the cohort's and the TRIDENT job's folders in it."""
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    job = tmp / JOB_DIR
+    for d in (
+        tmp / WSIS_DIR,
+        tmp / MASKS_DIR,
+        tmp / ANNOTATIONS_DIR,
+        job / "thumbnails",
+        job / PATCH_DIR / "patches",
+        job / PATCH_DIR / f"features_{ENCODER}",
+    ):
+        d.mkdir(parents=True)
+    return tmp
+
+
+def _write_contents(tmp: Path, patch_labels: bool, workers: int | None, quiet: bool) -> None:
+    """Every slide, the label CSVs, the patch labels (if asked) and the manifest."""
+    rng = np.random.default_rng([SEED, 999])
+    tumour_dir = rng.standard_normal(FEATURE_DIM).astype(np.float32)
+    tumour_dir /= np.linalg.norm(tumour_dir) / math.sqrt(FEATURE_DIM) * 2.5
+    rows = _make_slides(tmp, tumour_dir, workers, quiet)
+    _write_csv(tmp / "wsi_labels.csv", rows)
+    _write_csv(tmp / "train.csv", [r for r in rows if r["split"] == "train"])
+    _write_csv(tmp / "test.csv", [r for r in rows if r["split"] == "test"])
+    if patch_labels:
+        _label(tmp)
+    (tmp / MANIFEST).write_text(
+        json.dumps({**_stamp(patch_labels), "encoder": ENCODER, "slides": rows}, indent=1)
+    )
+
+
+def _label(root: Path) -> None:
     """``patch_labels/`` by the book's own tool, in one run although the slides mix patch
     sizes (1024 and 512 level-0 px): without ``patch_size`` each slide's
     ``patch_size_level0`` is read from its coords file."""
