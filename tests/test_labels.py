@@ -12,7 +12,7 @@ import pytest
 
 from helpers import labels as L
 from helpers.coverage import box_fractions
-from helpers.demo import pyramid_levels, write_pyramid
+from helpers.demo import CohortPaths, pyramid_levels, write_pyramid
 
 P = 1024  # patch_size_level0
 TOL = 0.02  # labels must agree wherever the fraction is farther than this from the threshold
@@ -431,19 +431,19 @@ def test_cli_reports_errors(cohort, tmp_path, capsys):
 
 
 def test_demo_labels_match_per_patch_level0_reference(demo_dir):
-    trident = demo_dir / "trident_processed" / "20x_512px_0px_overlap"
+    paths = CohortPaths(demo_dir)
     table = pd.read_csv(demo_dir / "wsi_labels.csv")
     tumor_names = table.loc[table["wsi_label"] == 1, "wsi_name"].tolist()
     assert len(tumor_names) >= 5
     fast_all, xml_all, ref_all = [], [], []
     for name in tumor_names:
-        attrs, coords = L.read_coords(trident / "patches" / f"{name}_patches.h5", P)
+        attrs, coords = L.read_coords(paths.coords_path(name), P)
         size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
-        mask = demo_dir / "masks" / f"{name}_mask.tif"
+        mask = paths.mask(name)
         ref = L.tumor_fraction_per_patch(mask, coords, P)
         fast = L.tumor_fraction_from_mask(mask, coords, P, level0_size=size)
-        xml = L.tumor_fraction_from_xml(demo_dir / "annotations" / f"{name}.xml", coords, P, size)
-        with h5py.File(trident / "patch_labels" / f"{name}.h5") as f:
+        xml = L.tumor_fraction_from_xml(paths.xml(name), coords, P, size)
+        with h5py.File(paths.patch_labels_path(name)) as f:
             stored = f["patch_labels"][:]
         assert len(stored) == len(coords)
         far = np.abs(ref - 0.5) > TOL
