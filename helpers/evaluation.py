@@ -34,11 +34,6 @@ class Predictions:
     y_inst: list[np.ndarray] | None
     grid_xy: list[np.ndarray]
 
-    @property
-    def coords(self) -> list[np.ndarray]:
-        """The same as :attr:`grid_xy` (grid cells, not level-0 pixels), under torchmil's name."""
-        return self.grid_xy
-
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"name": self.names, "y": self.y, "prob": self.prob})
 

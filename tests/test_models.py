@@ -437,7 +437,7 @@ def test_predict_shapes_and_values(small_splits, demo_settings):
         assert preds.attention[i].shape == (n,)
         assert preds.attention[i].sum() == pytest.approx(1.0, abs=1e-5)
         np.testing.assert_array_equal(preds.y_inst[i], bag["y_inst"].numpy().astype(int))
-        np.testing.assert_array_equal(preds.coords[i], bag["coords"].numpy())
+        np.testing.assert_array_equal(preds.grid_xy[i], bag["coords"].numpy())
         with torch.no_grad():
             logit, f = model.predict(bag["X"][None], torch.ones(1, n))
         assert preds.prob[i] == pytest.approx(torch.sigmoid(logit).item(), abs=1e-6)
