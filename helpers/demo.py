@@ -418,6 +418,12 @@ class _Found:
     manifest: dict | None = None
 
 
+def _is_partial_marker(path: Path) -> bool:
+    """The temporary file :func:`_save_json` writes the marker to before renaming it."""
+    stem, suffix = Path(MARKER).stem, Path(MARKER).suffix
+    return path.name.startswith(f".{stem}.partial-") and path.name.endswith(suffix)
+
+
 def _inspect(root: Path) -> _Found:
     """Recognise ``root`` without writing anything; raise :class:`CohortError` if it is
     neither absent, empty, nor a demo cohort (ours, or one made by an older helpers.demo)."""
@@ -426,7 +432,9 @@ def _inspect(root: Path) -> _Found:
     if not root.exists():
         return _Found("new")
     entries = sorted(root.iterdir())
-    if not entries:
+    if all(_is_partial_marker(p) for p in entries):
+        # empty, or another process is writing its marker right now (it holds the lock;
+        # the caller waits for it and looks again)
         return _Found("new")
     marker = _load_json(root / MARKER) if (root / MARKER).exists() else None
     if (root / MARKER).exists():

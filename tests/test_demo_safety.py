@@ -456,3 +456,16 @@ def test_the_cli_default_out_is_where_the_chapters_look(cohort, tmp_path, monkey
         timeout=300,
     )
     assert str(cohort) in res.stdout.replace("\n", "").replace(" ", "")
+
+
+def test_a_marker_being_written_by_another_process_is_not_a_foreign_folder(tmp_path):
+    """Two notebooks start at once: one is renaming its marker into place while the other
+    looks (before taking the lock). The in-flight marker alone is not a reader's file; with
+    anything else beside it the folder is still refused."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / f".{Path(demo.MARKER).stem}.partial-123{Path(demo.MARKER).suffix}").write_text("{")
+    assert demo._inspect(root).kind == "new"
+    (root / "notes.txt").write_text("reader")
+    with pytest.raises(demo.CohortError, match="not a demo cohort"):
+        demo._inspect(root)
