@@ -804,7 +804,7 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, dict]
     """Write the h5 files of ``specs`` from ``packed`` arrays exactly as a full build writes
     them; return their records."""
     from helpers import trident
-    from helpers.labels import write_patch_labels
+    from helpers.formats import write_patch_labels
 
     paths = CohortPaths(root)
     records = {}
