@@ -30,7 +30,7 @@ from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.annotations import EXCLUDE_GROUPS, TUMOR_GROUPS, fill_polygons, read_polygons
 from helpers.formats import LabelInputError, open_slide
-from helpers.grid import check_coords_level0
+from helpers.grid import check_coords_level0, choose_level
 
 __all__ = [
     "MIN_PATCH_PX",
@@ -53,19 +53,11 @@ MIN_PATCH_PX_XML = 128
 BAND_PIXELS = 16 * 1024 * 1024
 
 
-def _mask_level(downsamples: Sequence[float], patch_size_level0: int, min_patch_px: int) -> int:
-    """The coarsest level on which a patch still spans ``min_patch_px`` pixels (else 0).
-
-    Unlike :func:`helpers.grid.choose_level` (which lets a downsample 0.1% above the bar
-    pass, for the canvases), a mask level must hold the full ``min_patch_px``: on a slide
-    whose level sizes were rounded (downsample 16.003 for 16) the next finer level is read,
-    which keeps the fractions within 0.02 of the level-0 ones.
-    """
-    best = 0
-    for level, downsample in enumerate(downsamples):
-        if patch_size_level0 / downsample >= min_patch_px - 1e-6:
-            best = level
-    return best
+# A mask level must hold the full ``min_patch_px`` per patch (unlike a canvas, which lets a
+# level 0.1% short of the bar pass): on a slide whose level sizes were rounded (downsample
+# 16.003 for 16) the next finer level is read, which keeps the fractions within 0.02 of the
+# level-0 ones.
+MASK_LEVEL_RTOL = 1e-6
 
 
 def box_fractions(
@@ -193,7 +185,9 @@ def tumor_fraction_from_mask(
         if len(coords_level0) == 0:
             return np.zeros(0, dtype=np.float64)
         if level is None:
-            level = _mask_level(slide.level_downsamples, patch_size_level0, min_patch_px)
+            level = choose_level(
+                slide.level_downsamples, patch_size_level0, min_patch_px, rtol=MASK_LEVEL_RTOL
+            )
         if not 0 <= level < slide.level_count:
             raise LabelInputError(f"level {level} not in the mask (it has {slide.level_count}).")
         downsample = float(slide.level_downsamples[level])
@@ -320,7 +314,9 @@ def mask_values(mask, patch_size_level0: int, min_patch_px: int = MIN_PATCH_PX) 
     (read in bands of rows): int64 ``(256,)``."""
     slide, opened = open_slide(mask, "mask")
     try:
-        level = _mask_level(slide.level_downsamples, patch_size_level0, min_patch_px)
+        level = choose_level(
+            slide.level_downsamples, patch_size_level0, min_patch_px, rtol=MASK_LEVEL_RTOL
+        )
         downsample = float(slide.level_downsamples[level])
         width, height = slide.level_dimensions[level]
         rows = max(1, BAND_PIXELS // max(width, 1))

@@ -14,8 +14,8 @@ from tensordict import TensorDict
 from torchmil.data import collate_fn
 from torchmil.datasets import TridentWSIDataset
 
+from helpers.formats import read_labels_csv, read_patch_labels
 from helpers.grid import grid_xy
-from helpers.labels import read_labels_csv
 from helpers.settings import Settings
 from helpers.trident import read_coords
 
@@ -53,7 +53,7 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
 
 
 def read_split(csv_path) -> pd.DataFrame:
-    """A labels CSV (``wsi_name,wsi_label``), checked by ``helpers.labels.read_labels_csv``:
+    """A labels CSV (``wsi_name,wsi_label``), checked by ``helpers.formats.read_labels_csv``:
     a ``ValueError`` naming the file (and the lines at fault) for an empty file, no rows,
     missing columns, blank names or labels, labels other than 0/1, repeated names.
 
@@ -140,15 +140,7 @@ class CheckedTridentDataset(TridentWSIDataset):
         return grid_xy(coords_level0, int(round(float(attrs["patch_size_level0"]))))
 
     def _load_inst_labels(self, name: str) -> np.ndarray:
-        path = os.path.join(self.inst_labels_path, name + self.file_ext)
-        self._check_file(path, "patch labels")
-        with h5py.File(path, "r") as f:
-            if "patch_labels" not in f:
-                raise ValueError(f"{path} has no dataset 'patch_labels' (keys: {list(f.keys())})")
-            y_inst = np.asarray(f["patch_labels"][:]).reshape(-1)
-        if not np.isin(y_inst, (0, 1)).all():
-            raise ValueError(f"{path}: patch labels must be 0 or 1, found {np.unique(y_inst)[:10]}")
-        return y_inst.astype(np.int64)
+        return read_patch_labels(os.path.join(self.inst_labels_path, name + self.file_ext))
 
     def _load_labels(self, name: str) -> np.ndarray:
         label = super()._load_labels(name)

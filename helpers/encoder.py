@@ -143,7 +143,25 @@ class StainStatsEncoder(torch.nn.Module):
         """A robust maximum: the largest value of the 4x4-pooled map, per patch."""
         return F.avg_pool2d(t, 4).amax((1, 2, 3))
 
+    @property
+    def min_patch_px(self) -> int:
+        """The smallest patch side it reads: ``pool``, then the 4x nucleus scale, then the 4x4
+        robust maximum (64 px with the default ``pool=4``)."""
+        return self.pool * 16
+
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(batch_size, 3, height, width)`` RGB patches (uint8 or [0, 1] floats) ->
+        ``(batch_size, dim)`` float32 features."""
+        if patches.ndim != 4 or patches.shape[1] != 3:
+            raise ValueError(
+                "patches must have shape (batch_size, 3, height, width), "
+                f"got {tuple(patches.shape)}"
+            )
+        if min(patches.shape[2:]) < self.min_patch_px:
+            raise ValueError(
+                f"patches of {tuple(patches.shape[2:])} px are too small: StainStatsEncoder(pool="
+                f"{self.pool}) needs at least {self.min_patch_px} x {self.min_patch_px} px."
+            )
         scale = 255.0 if patches.dtype == torch.uint8 else 1.0
         x = F.avg_pool2d(patches.float(), self.pool)
         od = torch.log(scale / x.clamp(min=scale / 255.0))  # optical density (B, 3, h, w)

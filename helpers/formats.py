@@ -204,6 +204,11 @@ def save_features(
 def read_patch_labels(path) -> np.ndarray:
     """The ``patch_labels`` of ``patch_labels/<name>.h5``: ``(N,)`` int64, one per coords row."""
     labels, _ = _read_dataset(Path(path), "patch_labels", "patch labels file")
+    labels = labels.reshape(-1)
+    if not np.isin(labels, (0, 1)).all():  # checked before the cast: 0.7 must not become 0
+        raise LabelInputError(
+            f"{path}: patch labels must be 0 or 1, found {np.unique(labels)[:10]}"
+        )
     return labels.astype(np.int64)
 
 

@@ -96,3 +96,17 @@ def test_runs_on_the_device_of_its_input(device):
     out = enc(x.to(device))
     assert out.device.type == device
     torch.testing.assert_close(out.cpu(), StainStatsEncoder()(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((2, 3, 63, 128), "at least 64 x 64 px"),
+        ((2, 4, 128, 128), "(batch_size, 3, height, width)"),
+    ],
+)
+def test_bad_patch_shapes_are_named(shape, message):
+    """Too small for the 64 px the pooling steps need, or not RGB: a clear ValueError, not an
+    error from inside ``avg_pool2d``."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        StainStatsEncoder()(torch.zeros(shape))
