@@ -262,18 +262,22 @@ class Geometry:
     def __post_init__(self) -> None:
         self.tumour_boxes = [(p.min(0), p.max(0)) for p in self.tumour]
 
-    def classes(self, x0: float, y0: float, w: int, h: int, ds: float) -> np.ndarray:
-        """uint8 ``(h, w)`` class of each pixel of a window at downsample ``ds``."""
+    def classes(self, x0: float, y0: float, w: int, h: int, downsample: float) -> np.ndarray:
+        """uint8 ``(h, w)`` class of each pixel of a window read at ``downsample``."""
         mh, mw = self.tissue.shape
-        iy = np.clip(((y0 + (np.arange(h) + 0.5) * ds) // MAP_PX).astype(np.int64), 0, mh - 1)
-        ix = np.clip(((x0 + (np.arange(w) + 0.5) * ds) // MAP_PX).astype(np.int64), 0, mw - 1)
+        iy = np.clip(
+            ((y0 + (np.arange(h) + 0.5) * downsample) // MAP_PX).astype(np.int64), 0, mh - 1
+        )
+        ix = np.clip(
+            ((x0 + (np.arange(w) + 0.5) * downsample) // MAP_PX).astype(np.int64), 0, mw - 1
+        )
         iy0, ix0 = iy[0], ix[0]
         block = self.tissue[iy0 : iy[-1] + 1, ix0 : ix[-1] + 1].view(np.uint8)
         out = block.take(iy - iy0, axis=0).take(ix - ix0, axis=1)
-        if self._touches_tumour(x0, y0, w * ds, h * ds):
-            tumour = self._fill(self.tumour, x0, y0, w, h, ds)
+        if self._touches_tumour(x0, y0, w * downsample, h * downsample):
+            tumour = self._fill(self.tumour, x0, y0, w, h, downsample)
             if self.holes:
-                tumour &= ~self._fill(self.holes, x0, y0, w, h, ds)
+                tumour &= ~self._fill(self.holes, x0, y0, w, h, downsample)
             out[tumour] = 2
         return out
 
@@ -284,17 +288,17 @@ class Geometry:
         )
 
     @staticmethod
-    def _fill(polys, x0, y0, w, h, ds) -> np.ndarray:
+    def _fill(polys, x0, y0, w, h, downsample) -> np.ndarray:
         img = np.zeros((h, w), np.uint8)
         for p in polys:
-            pts = np.round(((p - [x0, y0]) / ds - 0.5) * 16).astype(np.int32)
+            pts = np.round(((p - [x0, y0]) / downsample - 0.5) * 16).astype(np.int32)
             cv2.fillPoly(img, [pts], 1, shift=4)
         return img.astype(bool)
 
-    def uniform_tiles(self, tile: int, ds: int, nx: int, ny: int) -> np.ndarray:
+    def uniform_tiles(self, tile: int, downsample: int, nx: int, ny: int) -> np.ndarray:
         """int ``(ny, nx)``: the class of each tile of a level if it has one class
         throughout (0 glass, 1 tissue), else -1; one summed-area table for all tiles."""
-        span = tile * ds
+        span = tile * downsample
         sat = cv2.integral(self.tissue.view(np.uint8))
 
         def edges(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -511,16 +515,16 @@ def save_h5(path: Path, assets: dict, attributes: dict) -> None:
     """h5 files laid out as TRIDENT writes them: one chunk per row, resizable first axis."""
     with h5py.File(path, "w") as f:
         for key, val in assets.items():
-            ds = f.create_dataset(
+            dset = f.create_dataset(
                 key,
                 shape=val.shape,
                 maxshape=(None,) + val.shape[1:],
                 chunks=(1,) + val.shape[1:],
                 dtype=val.dtype,
             )
-            ds[:] = val
+            dset[:] = val
             for k, v in attributes.get(key, {}).items():
-                ds.attrs[k] = v
+                dset.attrs[k] = v
 
 
 def synthetic_features(
@@ -789,10 +793,10 @@ def _fix_savetodir(tmp: Path, out: Path) -> None:
     old, new = str(tmp), str(out.resolve())
     for path in (tmp / JOB_DIR).rglob("*.h5"):
         with h5py.File(path, "r+") as f:
-            for ds in f.values():
-                v = ds.attrs.get("savetodir")
+            for dset in f.values():
+                v = dset.attrs.get("savetodir")
                 if isinstance(v, str) and v.startswith(old):
-                    ds.attrs["savetodir"] = new + v[len(old) :]
+                    dset.attrs["savetodir"] = new + v[len(old) :]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,8 +56,8 @@ def test_openslide_reads_every_slide(cohort):
             assert slide.level_count >= 4
             assert float(slide.properties[openslide.PROPERTY_NAME_MPP_X]) == pytest.approx(0.25)
             assert slide.properties[openslide.PROPERTY_NAME_OBJECTIVE_POWER] == "40"
-            ds = slide.level_downsamples
-            assert ds[:4] == pytest.approx([1, 2, 4, 8], rel=1e-3)
+            downsamples = slide.level_downsamples
+            assert downsamples[:4] == pytest.approx([1, 2, 4, 8], rel=1e-3)
             size, n_levels = slide.dimensions, slide.level_count
         with openslide.OpenSlide(str(paths.mask(name))) as mask:
             assert mask.dimensions == size
@@ -119,7 +119,7 @@ def test_torchmil_loads_the_cohort(demo_settings):
 
     cfg = demo_settings
     table = pd.read_csv(cfg.train_csv)
-    ds = TridentWSIDataset(
+    dataset = TridentWSIDataset(
         base_path=cfg.base_path,
         labels_path=str(cfg.train_csv),
         feature_extractor=cfg.encoder,
@@ -130,10 +130,10 @@ def test_torchmil_loads_the_cohort(demo_settings):
         wsi_name_col="wsi_name",
         wsi_label_col="wsi_label",
     )
-    assert len(ds) == len(table)
+    assert len(dataset) == len(table)
     labels = dict(zip(table.wsi_name, table.wsi_label, strict=True))
-    for i, name in enumerate(ds.get_bag_names()):
-        bag = ds[i]
+    for i, name in enumerate(dataset.get_bag_names()):
+        bag = dataset[i]
         n = bag["X"].shape[0]
         assert bag["X"].ndim == 2 and bag["y_inst"].shape == (n,)
         assert bag["coords"].shape == (n, 2) and bag["adj"].shape == (n, n)

@@ -80,10 +80,10 @@ def write_coords(path: Path, coords: np.ndarray, size, attrs: dict | None = None
     }
     base.update(attrs or {})
     with h5py.File(path, "w") as f:
-        ds = f.create_dataset("coords", data=np.asarray(coords, np.int64))
+        dset = f.create_dataset("coords", data=np.asarray(coords, np.int64))
         for k, v in base.items():
             if v is not None:
-                ds.attrs[k] = v
+                dset.attrs[k] = v
     return path
 
 

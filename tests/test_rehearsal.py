@@ -149,11 +149,11 @@ def test_coords_files_have_tridents_types_placement_and_order(rehearsal, slides)
         path = rehearsal / TRIDENT / "patches" / f"{row.name}_patches.h5"
         with h5py.File(path, "r") as f:
             assert list(f.keys()) == ["coords"] and h5_attrs(f) == {}
-            ds = f["coords"]
-            assert ds.dtype == np.int64 and ds.shape == (row.n_patches, 2)
-            assert ds.chunks == (1, 2) and ds.maxshape == (None, 2)
-            a = h5_attrs(ds)
-            coords = ds[:]
+            dset = f["coords"]
+            assert dset.dtype == np.int64 and dset.shape == (row.n_patches, 2)
+            assert dset.chunks == (1, 2) and dset.maxshape == (None, 2)
+            a = h5_attrs(dset)
+            coords = dset[:]
         assert set(a) == set(COORDS_ATTRIBUTES)
         for key in ("patch_size", "level0_magnification", "overlap", "level0_width"):
             assert isinstance(a[key], np.integer), key

@@ -129,15 +129,15 @@ def test_tissue_in_tile_whitens_grey_and_dark_drops_specks_fills_small_holes():
 def test_segment_tissue_on_a_slide(slide_path):
     path, where = slide_path
     with openslide.OpenSlide(str(path)) as s:
-        mask, ds = T.segment_tissue(s)
+        mask, downsample = T.segment_tissue(s)
         w0, h0 = s.dimensions
     # 1.25x is 8 um/px = 32 level-0 px at 0.25 mpp: 192 px high, then resized to 2,000
     assert mask.shape[0] == T.CONTOUR_HEIGHT
-    assert ds == pytest.approx(32 * round(h0 / 32) / T.CONTOUR_HEIGHT)
+    assert downsample == pytest.approx(32 * round(h0 / 32) / T.CONTOUR_HEIGHT)
     assert mask.shape[1] == round(round(w0 / 32) * T.CONTOUR_HEIGHT / round(h0 / 32))
 
     def frac(box):
-        x, y, w, h = (int(v / ds) for v in box)
+        x, y, w, h = (int(v / downsample) for v in box)
         return mask[y : y + h, x : x + w].mean()
 
     assert frac(where["section"]) > 0.97
@@ -239,12 +239,12 @@ def test_read_patches_pads_beyond_the_edge_with_black_as_trident(slide_path):
 def test_read_at_magnification_and_whitened_grey_for_figures(slide_path):
     path, where = slide_path
     with openslide.OpenSlide(str(path)) as s:
-        img, ds = T.read_at_magnification(s)
+        img, downsample = T.read_at_magnification(s)
         w0, h0 = s.dimensions
-    assert ds == pytest.approx(32.0) and img.shape == (round(h0 / 32), round(w0 / 32), 3)
+    assert downsample == pytest.approx(32.0) and img.shape == (round(h0 / 32), round(w0 / 32), 3)
     grey = T.whitened_grey(img)
-    x, y, w, h = (int(v / ds) for v in where["grey"])
+    x, y, w, h = (int(v / downsample) for v in where["grey"])
     smear = grey[y + 1 : y + h - 1, x + 1 : x + w - 1]
     assert (smear > 254.9).mean() > 0.99  # the grey smear is whitened
-    x, y, w, h = (int(v / ds) for v in where["section"])
+    x, y, w, h = (int(v / downsample) for v in where["section"])
     assert grey[y + 2 : y + h - 2, x + 2 : x + w - 2].max() < T.otsu_threshold(grey)
