@@ -14,10 +14,9 @@ from tensordict import TensorDict
 from torchmil.data import collate_fn
 from torchmil.datasets import TridentWSIDataset
 
-from helpers.formats import read_labels_csv, read_patch_labels
+from helpers.formats import read_coords, read_labels_csv, read_patch_labels
 from helpers.grid import grid_xy
 from helpers.settings import Settings
-from helpers.trident import read_coords
 
 #: The start of torch's warning that it does not check sparse tensors (torchmil's ``adj``).
 SPARSE_WARNING = "Sparse invariant checks"
@@ -131,8 +130,7 @@ class CheckedTridentDataset(TridentWSIDataset):
 
     def _load_coords(self, name: str) -> np.ndarray:
         path = os.path.join(self.coords_path, name + "_patches" + self.file_ext)
-        self._check_file(path, "coords")
-        attrs, coords_level0 = read_coords(path)
+        attrs, coords_level0 = read_coords(path)  # FileNotFoundError naming the file
         if "patch_size_level0" not in attrs:
             raise ValueError(f"{path} has no 'patch_size_level0' attribute on 'coords'.")
         self._coords_level0 = coords_level0
