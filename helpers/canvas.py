@@ -89,10 +89,11 @@ class TiffLevelReader:
         self.tiles_across = -(-self.width // self.tile_width)
 
     @classmethod
-    def open(cls, path, slide, level: int) -> TiffLevelReader | None:
+    def open(cls, path, slide, level: int, exact: bool = False) -> TiffLevelReader | None:
         """A reader of ``level`` of ``slide`` (the ``openslide.OpenSlide`` of ``path``) from
         the TIFF file itself, or ``None`` when openslide must read: not a TIFF, no tiled RGB
-        page of the level's size, a file or codec tifffile cannot read, or a disagreement."""
+        page of the level's size, a file or codec tifffile cannot read, or a disagreement
+        (any differing pixel value when ``exact``, else a mean difference of 2 or more)."""
         import tifffile
 
         if not str(path).lower().endswith((".tif", ".tiff", ".svs")):
@@ -105,7 +106,7 @@ class TiffLevelReader:
             page = cls._page_of_size(tif, *slide.level_dimensions[level])
             if page is not None:
                 reader = cls(tif, page)
-                if reader._agrees_with(slide, level):
+                if reader._agrees_with(slide, level, exact):
                     return reader
         except _TIFF_FAILURES:
             pass
@@ -127,13 +128,16 @@ class TiffLevelReader:
                 return page
         return None
 
-    def _agrees_with(self, slide, level: int) -> bool:
+    def _agrees_with(self, slide, level: int, exact: bool = False) -> bool:
         downsample = slide.level_downsamples[level]
         x, y = max(self.width // 2 - 32, 0), max(self.height // 2 - 32, 0)
         ours = self.read(x, y, 64, 64)
         location_level0 = (int(round(x * downsample)), int(round(y * downsample)))
         ref = to_rgb(np.asarray(slide.read_region(location_level0, level, (64, 64))))
-        return ours.shape == ref.shape and np.abs(ours.astype(int) - ref).mean() < 2
+        if ours.shape != ref.shape:
+            return False
+        difference = np.abs(ours.astype(int) - ref)
+        return not difference.any() if exact else difference.mean() < 2
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """RGB ``(h, w, 3)`` of the window at level pixel ``(x, y)``; white beyond the page."""

@@ -68,10 +68,10 @@ from helpers.layout import (
     mask_file,
 )
 
-COHORT_VERSION = 3  # the content: bump it when the files for a seed change (3: TRIDENT v0.3)
+COHORT_VERSION = 4  # the content: bump it when the files for a seed change (4: CAMELYON16 scale)
 FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
-PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 40, 0.25
-PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 1024
+PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 20, 0.5
+PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 512
 N_LEVELS = 7  # downsamples 1 .. 64
 MARKER = ".mil-book-demo.json"  # written first: this folder is a demo cohort
 MANIFEST = "cohort.json"  # every file written, with size and sha256
@@ -86,36 +86,65 @@ class CohortError(RuntimeError):
 
 @dataclass(frozen=True)
 class SlideSpec:
-    """What one demo slide is: its name, split, label and kind of metastasis."""
+    """What one demo slide is: its name, split, label, kind of metastasis, centre and size."""
 
     index: int
     name: str
     split: str  # "train" or "test"
     label: int  # 0 normal, 1 tumour
-    kind: str  # "normal", "macro" or "micro"
+    kind: str  # "normal", "macro", "micro" or "itc" (isolated tumour cells only)
+    centre: str = "A"  # the hospital whose lab stained and scanned it (synth.CENTRES)
+    large: bool = False  # a large section (1,000 patches or more)
 
 
-DEFAULT_SIZES = ((18, 12), (12, 8))  # (normal, tumour) slides in train and in test
+DEFAULT_SIZES = ((18, 12), (18, 8))  # (normal, tumour) slides in train and in test
+
+
+def _tumour_kinds(n: int, micro_every: int) -> list[str]:
+    """Kinds of the ``n`` tumour slides of a split, in order: every ``micro_every``-th a
+    micro-metastasis (from the second), the others macro, and the last one isolated tumour
+    cells only when the split holds at least four tumour slides."""
+    kinds = ["micro" if i % micro_every == 1 else "macro" for i in range(n)]
+    if n >= 4:
+        kinds[-1] = "itc"
+    return kinds
 
 
 def plan_cohort(seed: int, sizes: tuple = DEFAULT_SIZES) -> list[SlideSpec]:
-    """The slides, deterministic for ``seed``; ``sizes``: ((normal, tumour) train, test)."""
+    """The slides, deterministic for ``seed``; ``sizes``: ((normal, tumour) train, test).
+
+    Each slide comes from centre A or B (about 60/40, in both splits). The large sections
+    are the first micro-metastasis slide of each split and the first normal training slide.
+    """
     n_train, n_test = sizes
     rng = np.random.default_rng([seed, 0])
-    specs: list[SlideSpec] = []
-    for i in range(n_train[0]):
-        specs.append(SlideSpec(len(specs), f"normal_{i + 1:03d}", "train", 0, "normal"))
-    for i in range(n_train[1]):
-        kind = "macro" if i % 2 == 0 else "micro"
-        specs.append(SlideSpec(len(specs), f"tumor_{i + 1:03d}", "train", 1, kind))
+    train = ["normal"] * n_train[0] + _tumour_kinds(n_train[1], micro_every=2)
     test_labels = rng.permutation([0] * n_test[0] + [1] * n_test[1])
-    n_tumor = 0
-    for i, label in enumerate(test_labels):
-        kind = "normal"
-        if label:
-            kind = "macro" if n_tumor % 2 == 0 else "micro"
-            n_tumor += 1
-        specs.append(SlideSpec(len(specs), f"test_{i + 1:03d}", "test", int(label), kind))
+    test_kinds = iter(_tumour_kinds(n_test[1], micro_every=3))
+    test = [next(test_kinds) if label else "normal" for label in test_labels]
+    centres = rng.random(len(train) + len(test)) < 0.6
+    specs: list[SlideSpec] = []
+    counters = {"normal": 0, "tumor": 0, "test": 0}
+    large_done: set[tuple[str, str]] = set()
+    for split, kinds in (("train", train), ("test", test)):
+        for kind in kinds:
+            prefix = "test" if split == "test" else ("normal" if kind == "normal" else "tumor")
+            counters[prefix] += 1
+            large = kind in ("micro", "normal") and (split, kind) not in large_done
+            large = large and not (split == "test" and kind == "normal")
+            if large:
+                large_done.add((split, kind))
+            specs.append(
+                SlideSpec(
+                    len(specs),
+                    f"{prefix}_{counters[prefix]:03d}",
+                    split,
+                    int(kind != "normal"),
+                    kind,
+                    "A" if centres[len(specs)] else "B",
+                    large,
+                )
+            )
     return specs
 
 
@@ -158,19 +187,30 @@ class CohortPaths(TridentLayout):
 # ---------------------------------------------------------------------------------------
 # one slide: paint, write the pyramid, the mask and the XML
 # ---------------------------------------------------------------------------------------
+#: Lesion radius ranges in micrometres, by kind: a macro-metastasis is larger than 2 mm across
+#: at most; a micro-metastasis covers one to four patches; isolated tumour cells (ITC) are
+#: clusters smaller than half a patch (slide positive, no positive patch).
+LESION_RADIUS_UM = {"macro": (900.0, 1900.0), "micro": (130.0, 300.0), "itc": (30.0, 60.0)}
+MAX_MICRO_PATCHES = 4
+
+
 def _place_lesions(
     rng: np.random.Generator, spec: SlideSpec, tissue: np.ndarray
 ) -> list[np.ndarray]:
-    """Tumour polygons (level-0 x, y) well inside the tissue; micro lesions sit on a grid cell."""
+    """Tumour polygons (level-0 x, y) inside the tissue: one or two macro lesions, one micro
+    lesion of 1-4 patches, or one to three ITC clusters."""
     if spec.kind == "normal":
         return []
     paint_downsample = synth.PAINT_DOWNSAMPLE
+    um_to_level0 = 1.0 / MPP
     depth = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 5)
     polygons: list[np.ndarray] = []
-    n_lesions = rng.choice([1, 2], p=[0.6, 0.4]) if spec.kind == "macro" else 1
+    n_lesions = {"macro": rng.choice([1, 2], p=[0.6, 0.4]), "micro": 1}.get(
+        spec.kind, int(rng.integers(1, 4))
+    )
     for _ in range(n_lesions):
-        for _attempt in range(200):
-            radius = rng.uniform(2000, 3000) if spec.kind == "macro" else rng.uniform(480, 700)
+        for _attempt in range(400):
+            radius = rng.uniform(*LESION_RADIUS_UM[spec.kind]) * um_to_level0
             # macro lesions may reach the tissue border (the tumour is clipped to tissue)
             ok = np.argwhere(
                 depth > (0.8 if spec.kind == "macro" else 1.25) * radius / paint_downsample
@@ -178,12 +218,12 @@ def _place_lesions(
             if len(ok) == 0:
                 continue
             cy, cx = ok[rng.integers(len(ok))] * paint_downsample
-            if spec.kind == "micro":  # centre on a grid cell so that 1-3 patches are tumour
-                cell = PATCH_SIZE_LEVEL0
-                cx = (cx // cell + 0.5) * cell + rng.uniform(-200, 200)
-                cy = (cy // cell + 0.5) * cell + rng.uniform(-200, 200)
             poly = synth.lesion_polygon(rng, (float(cx), float(cy)), radius)
-            if spec.kind == "micro" and _max_cell_fraction(poly) < 0.55:
+            if spec.kind == "micro":
+                n_cells = int((_cell_fractions(poly) > 0.55).sum())
+                if not 1 <= n_cells <= MAX_MICRO_PATCHES or _cell_fractions(poly).max() > 0.98:
+                    continue
+            if spec.kind == "itc" and _cell_fractions(poly).max() >= 0.4:
                 continue
             polygons.append(poly)
             # the next lesion goes elsewhere
@@ -200,16 +240,16 @@ def _place_lesions(
     return polygons
 
 
-def _max_cell_fraction(poly: np.ndarray) -> float:
-    """Largest share of one grid cell covered by ``poly`` (coarse raster, 16 level-0 px)."""
-    scale = 16
+def _cell_fractions(poly: np.ndarray) -> np.ndarray:
+    """Share of each grid cell under ``poly`` (coarse raster, 8 level-0 px), cells of the
+    polygon's bounding box: float ``(rows, cols)``."""
+    scale = 8
     x0, y0 = (poly.min(0) // PATCH_SIZE_LEVEL0) * PATCH_SIZE_LEVEL0
     x1, y1 = (poly.max(0) // PATCH_SIZE_LEVEL0 + 1) * PATCH_SIZE_LEVEL0
     img = np.zeros((int((y1 - y0) / scale), int((x1 - x0) / scale)), np.uint8)
     fill_polygons(img, [poly], 1, scale, (x0, y0), pixel_centres=False)
     c = PATCH_SIZE_LEVEL0 // scale
-    cells = img.reshape(img.shape[0] // c, c, img.shape[1] // c, c).mean((1, 3))
-    return float(cells.max())
+    return img.reshape(img.shape[0] // c, c, img.shape[1] // c, c).mean((1, 3))
 
 
 def pyramid_levels(image: np.ndarray, n_levels: int, interpolation: int) -> list[np.ndarray]:
@@ -249,14 +289,39 @@ def aperio_description(width: int, height: int) -> str:
     )
 
 
+#: Section sizes in grid cells (width range, height range) by kind of slide
+SECTION_CELLS = {
+    "large": ((44, 49), (34, 39)),
+    "micro": ((26, 31), (20, 25)),
+    "other": ((17, 23), (12, 17)),
+}
+
+
+def _stain(rng: np.random.Generator, spec: SlideSpec) -> dict:
+    """The slide's staining and scanning (its centre's ranges) and its tissue make-up; some
+    normal nodes are reactive: many germinal centres and histiocyte clusters."""
+    stain = {
+        key: (rng.uniform(*bounds) if len(bounds) == 2 else bounds)
+        for key, bounds in synth.CENTRES[spec.centre].items()
+    }
+    reactive = rng.random() < 0.35
+    stain["stroma"] = rng.uniform(0.12, 0.45)
+    stain["follicles"] = rng.uniform(4.0, 9.0) if reactive else rng.uniform(1.0, 5.0)
+    stain["histiocytes"] = rng.uniform(0.6, 1.4) if reactive else rng.uniform(0.0, 0.4)
+    return stain
+
+
 def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     """Paint one slide and write its TIFF pyramid, mask pyramid and (tumour) XML."""
     rng = np.random.default_rng([seed, 1, spec.index])
     paint_downsample = synth.PAINT_DOWNSAMPLE
-    width = int(rng.integers(9, 12)) * PATCH_SIZE_LEVEL0 + 64 * int(rng.integers(0, 12))
-    height = int(rng.integers(7, 10)) * PATCH_SIZE_LEVEL0 + 64 * int(rng.integers(0, 12))
+    size_class = "large" if spec.large else ("micro" if spec.kind == "micro" else "other")
+    (w_lo, w_hi), (h_lo, h_hi) = SECTION_CELLS[size_class]
+    width = int(rng.integers(w_lo, w_hi)) * PATCH_SIZE_LEVEL0 + 32 * int(rng.integers(0, 12))
+    height = int(rng.integers(h_lo, h_hi)) * PATCH_SIZE_LEVEL0 + 32 * int(rng.integers(0, 12))
     shape = (height // paint_downsample, width // paint_downsample)
-    tissue = synth.tissue_shape(rng, shape, margin=150)
+    # a margin of one grid cell: no patch reaches beyond the slide
+    tissue = synth.tissue_shape(rng, shape, margin=PATCH_SIZE_LEVEL0 // paint_downsample + 4)
     # the annotation follows the tissue edge: outline (lesion AND tissue); the texture, the
     # XML and the mask all come from that one outline
     lesions = (
@@ -267,14 +332,7 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     )
     polygons = outline(lesions, paint_downsample)
     tumor = rasterise(shape, polygons, paint_downsample, pixel_centres=False).astype(bool)
-    stain = {
-        "h": rng.uniform(0.85, 1.15),
-        "e": rng.uniform(0.8, 1.2),
-        "hue": rng.uniform(-0.08, 0.08),
-        "stroma": rng.uniform(0.12, 0.45),
-        "follicles": rng.uniform(1.0, 8.0),
-    }
-    painted = synth.paint_section(rng, tissue, tumor, stain)
+    painted = synth.paint_section(rng, tissue, tumor, _stain(rng, spec))
 
     # slide pyramid: level 2 (downsample 4) is the painting itself
     top = [
@@ -326,7 +384,9 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
             tissue, downsample, slide.dimensions, attrs["patch_size_level0"]
         )
         trident.save_coords(paths.coords_path(spec.name), coords_level0, attrs)
-        feats = trident.extract_features(slide, coords_level0, attrs, StainStatsEncoder())
+        feats = trident.extract_features(
+            slide, coords_level0, attrs, StainStatsEncoder(), path=paths.wsi(spec.name)
+        )
         trident.save_features(
             paths.features_path(spec.name), feats, coords_level0, attrs, DEMO_ENCODER
         )

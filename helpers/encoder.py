@@ -1,23 +1,39 @@
-"""A weight-free patch encoder: stain and nucleus statistics, computed with torch.
+"""A weight-free patch encoder that behaves like a foundation model: a fixed filter bank.
 
 TRIDENT's encoders (CONCH, UNI, ...) are foundation models whose weights must be
 downloaded, several of them gated. The demo cohort instead uses :class:`StainStatsEncoder`,
-a fixed, deterministic filter bank that measures what a pathologist looks at first:
+a fixed, deterministic network (nothing is learned or downloaded) that measures what a
+pathologist looks at first, and spreads it over many dimensions as a foundation model does:
 
 1. colour deconvolution of the RGB patch into hematoxylin (nuclei) and eosin (cytoplasm,
-   stroma) optical densities (Ruifrok & Johnston);
-2. blob responses of the hematoxylin channel at several scales (differences of Gaussians),
-   which respond to nuclei of matching size: small lymphocytes vs large tumour nuclei;
-3. pooled statistics (means, spreads, upper quantiles) of all of the above.
+   stroma) optical densities (Ruifrok & Johnston), at 2 um/px;
+2. a bank of Gaussian-derivative filters (blob, ridge and edge detectors) applied to both
+   stains at three scales of a pyramid (2, 4 and 8 um/px), so that small lymphocytes, large
+   tumour nuclei, fibres and nests each excite their own filters;
+3. pooled statistics of every response (its mean absolute value and mean, and its largest
+   and smallest value over 4x4-pixel cells), plus the stains' own means and spreads:
+   ``N_STATS`` numbers;
+4. the statistics centred and decorrelated (ZCA whitening) by fixed constants
+   (:data:`CALIBRATION_FILE`, measured once on the demo cohort's patches by
+   :func:`calibrate`), then mixed into ``dim`` = 384 dimensions by a fixed +-1 Hadamard
+   matrix. Like a foundation model's embedding, every dimension then carries a little of
+   every property: tumour differs from normal tissue in most dimensions at once, not in a
+   few named ones.
 
 It is a ``torch.nn.Module`` mapping patches ``(batch_size, 3, H, W)`` (uint8 RGB, or float
 in [0, 1]) to features ``(batch_size, dim)``, so :func:`helpers.trident.extract_features`
 accepts any other module with the same contract (a pretrained network with real weights,
-for example).
+for example). ``python -m helpers.encoder --calibrate DIR`` re-measures the constants.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 
@@ -28,130 +44,109 @@ _STAINS = torch.tensor([stains.HEMATOXYLIN, stains.EOSIN, stains.RESIDUAL], dtyp
 _STAINS = _STAINS / _STAINS.norm(dim=1, keepdim=True)
 _UNMIX = torch.linalg.inv(_STAINS).to(torch.float32)  # OD (rgb) @ _UNMIX -> concentrations
 
-
-# Fixed affine calibration (mean, std of each raw statistic over the patches of the demo
-# cohort's slides), so that features come out roughly zero-mean and unit-variance, as the
-# normalised embeddings of a foundation model do. Constants, not learned weights.
-_MEAN = [
-    0.7034,
-    0.3853,
-    0.3907,
-    1.4681,
-    0.1789,
-    0.1238,
-    0.7724,
-    0.0836,
-    0.2928,
-    0.8185,
-    1.8228,
-    0.1981,
-    0.288,
-    0.7874,
-    2.2099,
-    0.2099,
-    0.2404,
-    0.6564,
-    1.0914,
-    0.1919,
-    0.1954,
-    0.5347,
-    1.2295,
-    0.1613,
-    0.1542,
-    0.4198,
-    0.6712,
-    0.1229,
-]
-_STD = [
-    0.3602,
-    0.2079,
-    0.1437,
-    0.3355,
-    0.0957,
-    0.0588,
-    0.3208,
-    0.044,
-    0.1637,
-    0.3409,
-    0.4313,
-    0.1085,
-    0.1574,
-    0.323,
-    0.5364,
-    0.1124,
-    0.1283,
-    0.2645,
-    0.2751,
-    0.1019,
-    0.1014,
-    0.2098,
-    0.3356,
-    0.0852,
-    0.0787,
-    0.1638,
-    0.2305,
-    0.0679,
-]
-CALIBRATION: tuple[list[float], list[float]] = (_MEAN, _STD)
+#: Fixed centring and whitening of the statistics, measured by :func:`calibrate`.
+CALIBRATION_FILE = Path(__file__).with_name("encoder_calibration.npz")
+#: Whitening floors the covariance's eigenvalues at this share of the largest one, so that
+#: directions in which the tissue hardly varies (JPEG noise) are not blown up.
+EIGENVALUE_FLOOR = 1e-3
+#: Output scale: normal tissue varies by about 2 units per dimension.
+GAIN = 4.0
+N_FILTERS, N_SCALES, N_STAINS = 6, 3, 2
+#: statistics per patch: 4 per filter response, plus 5 of the stains themselves
+N_STATS = 4 * N_FILTERS * N_SCALES * N_STAINS + 5
 
 
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
+def filter_bank(sigma: float = 1.2, half: int = 3) -> torch.Tensor:
+    """Gaussian-derivative filters ``(6, 1, 2 * half + 1, 2 * half + 1)``: Laplacian of
+    Gaussian (blobs: nuclei), the three second derivatives ``xx, yy, xy`` (ridges: fibres,
+    rims) and the two first derivatives ``x, y`` (edges), each with zero mean."""
+    r = torch.arange(-half, half + 1, dtype=torch.float64)
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    g = torch.exp(-(xx**2 + yy**2) / (2 * sigma**2))
+    g = g / g.sum()
+    s2 = sigma**2
+    gxx = (xx**2 / s2 - 1) / s2 * g
+    gyy = (yy**2 / s2 - 1) / s2 * g
+    gxy = xx * yy / s2**2 * g
+    bank = [-(gxx + gyy), gxx, gyy, gxy, -xx / s2 * g, -yy / s2 * g]
+    bank = [k - k.mean() for k in bank]
+    bank = [k / k.abs().sum() for k in bank]
+    return torch.stack(bank).unsqueeze(1).float()
+
+
+def hadamard_mixing(n_stats: int, dim: int) -> torch.Tensor:
+    """A fixed ``(n_stats, dim)`` matrix of +-1 / sqrt(n_stats): columns 1.. of a Sylvester
+    Hadamard matrix (exact integers, the same on every machine)."""
+    order = 2 ** math.ceil(math.log2(max(n_stats, dim + 1)))
+    h = scipy.linalg.hadamard(order)[:n_stats, 1 : dim + 1]
+    return torch.tensor(h / math.sqrt(n_stats), dtype=torch.float32)
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(center, whiten)``: float32 ``(n_stats,)`` and ``(n_stats, n_stats)``; zeros and the
+    identity when not calibrated yet."""
+    if not path.exists():
+        return torch.zeros(N_STATS), torch.eye(N_STATS)
+    with np.load(path) as data:
+        center, whiten = data["center"], data["whiten"]
+    if center.shape != (N_STATS,) or whiten.shape != (N_STATS, N_STATS):
+        raise ValueError(f"{path}: calibration of {center.shape} statistics, expected {N_STATS}")
+    return torch.from_numpy(center).float(), torch.from_numpy(whiten).float()
 
 
 class StainStatsEncoder(torch.nn.Module):
-    """Hand-designed H&E features; no learned weights.
+    """Hand-designed H&E features spread over ``dim`` dimensions; no learned weights.
 
     The patch is first average-pooled by ``pool`` (4 turns a 20x patch, 0.5 um/px, into
-    2 um/px). Blob detectors are differences of Gaussians ``G(sigma) - G(1.6 sigma)``
-    applied to the hematoxylin map at three resolutions (1x, 1/2 and 1/4), so a few small
-    kernels cover nuclei from about 4 um to 18 um across.
+    2 um/px).
 
     Shapes:
         input ``(batch_size, 3, H, W)`` uint8 or float in [0, 1];
-        output ``(batch_size, dim)`` float32 with ``dim = 8 + 4 * len(scales)`` (28).
+        output ``(batch_size, dim)`` float32.
     """
 
-    #: (pyramid step, sigma in pixels of that step) of each blob detector
-    scales: tuple[tuple[int, float], ...] = ((1, 1.0), (1, 1.5), (2, 1.0), (2, 1.5), (4, 1.1))
-
-    def __init__(self, pool: int = 4):
+    def __init__(self, pool: int = 4, dim: int = 384, calibrated: bool = True):
         super().__init__()
-        self.pool = pool
+        self.pool, self.dim = pool, dim
+        center, whiten = (
+            load_calibration() if calibrated else (torch.zeros(N_STATS), torch.eye(N_STATS))
+        )
         self.register_buffer("unmix", _UNMIX.clone(), persistent=False)
-        self.register_buffer("center", torch.tensor(CALIBRATION[0]), persistent=False)
-        self.register_buffer("scale", torch.tensor(CALIBRATION[1]), persistent=False)
-        for i, (_, s) in enumerate(self.scales):
-            self.register_buffer(f"g{i}a", _gaussian_kernel(s), persistent=False)
-            self.register_buffer(f"g{i}b", _gaussian_kernel(1.6 * s), persistent=False)
-
-    @property
-    def dim(self) -> int:
-        return 8 + 4 * len(self.scales)
-
-    @staticmethod
-    def _blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        r = k.numel() // 2
-        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-        return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-
-    @staticmethod
-    def _top(t: torch.Tensor) -> torch.Tensor:
-        """A robust maximum: the largest value of the 4x4-pooled map, per patch."""
-        return F.avg_pool2d(t, 4).amax((1, 2, 3))
+        self.register_buffer("bank", filter_bank().repeat(N_STAINS, 1, 1, 1), persistent=False)
+        self.register_buffer("center", center, persistent=False)
+        mixing = whiten @ hadamard_mixing(N_STATS, dim) * (GAIN if calibrated else 1.0)
+        self.register_buffer("mixing", mixing, persistent=False)  # (n_stats, dim)
 
     @property
     def min_patch_px(self) -> int:
-        """The smallest patch side it reads: ``pool``, then the 4x nucleus scale, then the 4x4
-        robust maximum (64 px with the default ``pool=4``)."""
+        """The smallest patch side it reads: ``pool``, then the two pyramid steps and the
+        4x4 robust maximum (64 px with the default ``pool=4``)."""
         return self.pool * 16
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """``(batch_size, 3, height, width)`` RGB patches (uint8 or [0, 1] floats) ->
-        ``(batch_size, dim)`` float32 features."""
+    def _pool(self, patches: torch.Tensor) -> torch.Tensor:
+        """Average ``pool x pool`` blocks: float ``(B, 3, H / pool, W / pool)``. uint8 patches
+        on the CPU go through OpenCV's area resize (ten times faster than converting them to
+        float first; it rounds each block mean to a whole grey level)."""
+        b, c, h, w = patches.shape
+        if (
+            patches.dtype != torch.uint8
+            or patches.device.type != "cpu"
+            or h % self.pool
+            or w % self.pool
+        ):
+            return F.avg_pool2d(patches.float(), self.pool)
+        size = (w // self.pool, h // self.pool)
+        nhwc = patches.permute(0, 2, 3, 1)  # a view: (B, H, W, 3) RGB images
+        if nhwc.is_contiguous():  # patches read as images, permuted to (B, 3, H, W)
+            images = nhwc.numpy()
+            pooled = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
+            return torch.from_numpy(pooled).permute(0, 3, 1, 2).float()
+        planes = patches.reshape(b * c, h, w).numpy()
+        pooled = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes])
+        return torch.from_numpy(pooled).reshape(b, c, size[1], size[0]).float()
+
+    def statistics(self, patches: torch.Tensor) -> torch.Tensor:
+        """The raw statistics ``(batch_size, n_stats)``, before centring and mixing."""
         if patches.ndim != 4 or patches.shape[1] != 3:
             raise ValueError(
                 "patches must have shape (batch_size, 3, height, width), "
@@ -163,30 +158,72 @@ class StainStatsEncoder(torch.nn.Module):
                 f"{self.pool}) needs at least {self.min_patch_px} x {self.min_patch_px} px."
             )
         scale = 255.0 if patches.dtype == torch.uint8 else 1.0
-        x = F.avg_pool2d(patches.float(), self.pool)
-        od = torch.log(scale / x.clamp(min=scale / 255.0))  # optical density (B, 3, h, w)
-        conc = torch.einsum("bchw,cs->bshw", od, self.unmix)
-        hema, eos = conc[:, 0:1].clamp(min=0), conc[:, 1:2].clamp(min=0)
+        x = self._pool(patches)  # (B, 3, h, w) at 2 um/px
+        od = torch.log(scale / x.clamp(min=scale / 255.0))  # optical density
+        conc = torch.einsum("bchw,cs->bshw", od, self.unmix)[:, :2].clamp(min=0)  # H, E
         tissue = (od.mean(1, keepdim=True) > 0.12).float()
-        feats = [
-            tissue.mean((1, 2, 3)),
-            hema.mean((1, 2, 3)),
-            hema.std((1, 2, 3)),
-            self._top(hema),
-            eos.mean((1, 2, 3)),
-            eos.std((1, 2, 3)),
-            self._top(eos),
-            (hema * eos).mean((1, 2, 3)),
+        stats = [
+            tissue.mean((1, 2, 3)).unsqueeze(1),
+            conc.mean((2, 3)),
+            conc.std((2, 3)),
         ]
-        pyramid = {1: hema, 2: F.avg_pool2d(hema, 2), 4: F.avg_pool2d(hema, 4)}
-        for i, (step, _) in enumerate(self.scales):
-            h = pyramid[step]
-            dog = self._blur(h, getattr(self, f"g{i}a")) - self._blur(h, getattr(self, f"g{i}b"))
-            pos = dog.clamp(min=0)
-            feats += [
-                pos.mean((1, 2, 3)) * 10,
-                dog.std((1, 2, 3)) * 10,
-                self._top(pos) * 10,
-                (pos > 0.05).float().mean((1, 2, 3)),
+        level = conc
+        for step in range(N_SCALES):
+            if step:
+                level = F.avg_pool2d(level, 2)
+            response = F.conv2d(level, self.bank, padding=3, groups=N_STAINS)  # (B, 12, h, w)
+            pooled = F.avg_pool2d(response, 4)
+            stats += [
+                response.abs().mean((2, 3)),  # energy of the response
+                response.mean((2, 3)),  # its balance of positive and negative parts
+                pooled.amax((2, 3)),  # strongest positive response (4x4 cells)
+                -pooled.amin((2, 3)),  # strongest negative response
             ]
-        return (torch.stack(feats, dim=1) - self.center) / self.scale
+        return torch.cat(stats, dim=1) * 10.0
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(batch_size, 3, height, width)`` RGB patches (uint8 or [0, 1] floats) ->
+        ``(batch_size, dim)`` float32 features."""
+        return (self.statistics(patches) - self.center) @ self.mixing
+
+
+@torch.inference_mode()
+def calibrate(root: str | Path, max_patches_per_slide: int = 200) -> Path:
+    """Measure the mean and the whitening matrix of the statistics over the patches of the
+    demo cohort at ``root`` (at most ``max_patches_per_slide`` per slide, evenly spaced) and
+    write :data:`CALIBRATION_FILE`."""
+    import openslide
+
+    from helpers.formats import read_coords
+    from helpers.layout import DEFAULT_PATCH_DIR
+    from helpers.trident import read_patches
+
+    root = Path(root)
+    encoder = StainStatsEncoder(calibrated=False)
+    rows = []
+    patches_dir = root / "trident_processed" / DEFAULT_PATCH_DIR / "patches"
+    for coords_path in sorted(patches_dir.glob("*.h5")):
+        name = coords_path.name.removesuffix("_patches.h5")
+        attrs, coords = read_coords(coords_path)
+        step = max(1, len(coords) // max_patches_per_slide)
+        with openslide.OpenSlide(str(root / "wsis" / f"{name}.tif")) as slide:
+            batch = read_patches(slide, coords[::step], attrs["patch_size_level0"], 512)
+        rows.append(encoder.statistics(torch.from_numpy(batch).permute(0, 3, 1, 2)).numpy())
+    stats = np.concatenate(rows).astype(np.float64)  # (n_patches, n_stats)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(stats.T))
+    eigenvalues = np.maximum(eigenvalues, 0) + EIGENVALUE_FLOOR * eigenvalues.max()
+    whiten = vectors @ np.diag(eigenvalues**-0.5) @ vectors.T  # ZCA
+    np.savez_compressed(
+        CALIBRATION_FILE,
+        center=stats.mean(0).astype(np.float32),
+        whiten=whiten.astype(np.float32),
+    )
+    return CALIBRATION_FILE
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--calibrate":
+        sys.exit("usage: python -m helpers.encoder --calibrate DEMO_DIR")
+    print(calibrate(sys.argv[2]))

@@ -1,19 +1,24 @@
 """Paint H&E-like lymph-node tissue for the demo cohort.
 
-Everything here works at the *painting* resolution of 1 um/px (10x, level-0 downsample 4)
-and in optical-density space: a hematoxylin map (nuclei, purple) and an eosin map
-(cytoplasm and stroma, pink) are mixed with Beer-Lambert's law, the way a stained section
-absorbs light. Nuclei are stamped by convolving sparse random impulses with a nucleus
-kernel, which paints tens of thousands of nuclei in a few milliseconds.
+Everything here works at the *painting* resolution of 2 um/px (5x; level-0 downsample 4 of
+the demo's 20x, 0.5 um/px slides) and in optical-density space: a hematoxylin map (nuclei,
+purple) and an eosin map (cytoplasm and stroma, pink) are mixed with Beer-Lambert's law, the
+way a stained section absorbs light. Nuclei are stamped by convolving sparse random impulses
+with a nucleus kernel, which paints hundreds of thousands of nuclei in milliseconds.
 
 Tissue compartments, as in a lymph node:
 
 - lymphoid cortex: dense, small, dark round nuclei (lymphocytes, ~7 um);
 - germinal centres: rounded islands of larger, paler nuclei inside the cortex;
+- sinus histiocytes: clusters of large, pale, oval nuclei in abundant pink cytoplasm, the
+  benign look-alike of metastatic tumour (they share its pale nuclei and its eosin);
 - stroma / medulla: pink fibres with sparse elongated nuclei;
 - capsule: a pink fibrous rim along the tissue border;
-- metastatic tumour (only inside the given polygons): nests of large (~13 um), pale,
+- metastatic tumour (only inside the given polygons): crowded nests of large (~13 um),
   irregular nuclei with a dark rim and a nucleolus, in pink-purple cytoplasm.
+
+The scanner of each of two centres (:data:`CENTRES`) adds its own stain strength, hue,
+sharpness and background tint.
 """
 
 from __future__ import annotations
@@ -25,11 +30,27 @@ import numpy as np
 
 from helpers import stains
 
-PAINT_DOWNSAMPLE = 4  # painting resolution = level-0 pixels / 4 (1 um/px at 0.25 mpp)
+PAINT_DOWNSAMPLE = 4  # painting resolution = level-0 pixels / 4 (2 um/px at 0.5 mpp)
+UM_PER_PX = 2.0  # micrometres per painting pixel
 
 # Ruifrok & Johnston optical-density vectors (RGB) of hematoxylin and eosin
 HEMATOXYLIN = np.array(stains.HEMATOXYLIN)
 EOSIN = np.array(stains.EOSIN)
+
+#: Per-centre ranges of the staining and scanning (uniform draws per slide): hematoxylin
+#: and eosin strength, hue shift of hematoxylin, optical blur (px) and background tint
+#: (optical density added to R, G, B of the whole slide).
+CENTRES: dict[str, dict[str, tuple]] = {
+    "A": {"h": (0.95, 1.15), "e": (0.9, 1.2), "hue": (-0.08, 0.0), "blur": (0.55, 0.7),
+          "tint": (0.0, 0.0, 0.0)},
+    "B": {"h": (0.7, 0.9), "e": (0.6, 0.85), "hue": (0.02, 0.1), "blur": (0.85, 1.1),
+          "tint": (0.0, 0.02, 0.06)},
+}  # fmt: skip
+
+
+def px(um: float) -> float:
+    """Micrometres to painting pixels."""
+    return um / UM_PER_PX
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -70,23 +91,28 @@ def _impulses(rng: np.random.Generator, density: np.ndarray) -> np.ndarray:
 
 
 def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) -> np.ndarray:
-    """An irregular lymph-node section (one or two lobes) as a bool mask of ``shape``."""
+    """An irregular lymph-node section (one to three lobes) as a bool mask of ``shape``.
+
+    Drawn on a grid 8 times coarser and upsampled (the outline is smooth at that scale).
+    """
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    dist = np.full(shape, np.inf, np.float32)
-    lobes = 1 if rng.random() < 0.75 else 2
+    coarse = (max(h // 8, 8), max(w // 8, 8))
+    yy, xx = np.mgrid[0 : coarse[0], 0 : coarse[1]].astype(np.float32) * 8.0
+    dist = np.full(coarse, np.inf, np.float32)
+    lobes = 1 if rng.random() < 0.7 else 2
     for k in range(lobes):
-        cx = w * (0.5 if lobes == 1 else (0.32 + 0.36 * k)) + rng.normal(0, w * 0.03)
+        cx = w * (0.5 if lobes == 1 else (0.3 + 0.4 * k)) + rng.normal(0, w * 0.03)
         cy = h * 0.5 + rng.normal(0, h * 0.04)
-        ax = (w / 2 - margin) * (1.0 if lobes == 1 else 0.55) * rng.uniform(0.92, 1.05)
+        ax = (w / 2 - margin) * (1.0 if lobes == 1 else 0.56) * rng.uniform(0.92, 1.05)
         ay = (h / 2 - margin) * rng.uniform(0.9, 1.02)
         ang = rng.uniform(-0.3, 0.3)
         c, s = np.cos(ang), np.sin(ang)
         u = (c * (xx - cx) + s * (yy - cy)) / ax
         v = (-s * (xx - cx) + c * (yy - cy)) / ay
         dist = np.minimum(dist, np.sqrt(u**2 + v**2))
-    wobble = 0.13 * smooth_field(rng, shape, 260) + 0.04 * smooth_field(rng, shape, 50)
-    tissue = (dist + wobble) < 1.0
+    wobble = 0.13 * smooth_field(rng, coarse, 32) + 0.04 * smooth_field(rng, coarse, 6)
+    level = cv2.resize(dist + wobble, (w, h), interpolation=cv2.INTER_LINEAR)
+    tissue = level < 1.0
     # keep a clean margin so no patch grid cell falls off the slide
     tissue[:margin] = tissue[-margin:] = False
     tissue[:, :margin] = tissue[:, -margin:] = False
@@ -106,6 +132,7 @@ class _Compartments:
     stroma: np.ndarray
     gc: np.ndarray  # germinal centres
     mantle: np.ndarray  # the dense ring around them
+    histio: np.ndarray  # sinus histiocyte clusters (the look-alike)
     tum: np.ndarray  # tumour, slightly blurred
     lymphoid: np.ndarray
     normal: np.ndarray  # 1 - tum
@@ -117,42 +144,47 @@ def paint_section(
     tumor: np.ndarray,
     stain: dict[str, float],
 ) -> np.ndarray:
-    """Paint an H&E section at 1 um/px.
+    """Paint an H&E section at 2 um/px.
 
     Arguments:
         rng: random generator (the slide's own, for determinism).
         tissue: bool mask ``(H, W)`` of where tissue is.
         tumor: bool mask ``(H, W)`` of metastatic tumour (inside ``tissue``).
-        stain: per-slide staining: ``h`` and ``e`` strengths, ``hue`` shift, ``stroma`` share
-            and ``follicles`` density.
+        stain: per-slide staining and scanning: ``h`` and ``e`` strengths, ``hue`` shift,
+            ``blur`` (px), ``tint`` (3 optical densities), ``stroma`` share, ``follicles``
+            density and ``histiocytes`` (expected clusters per mm^2 of tissue).
 
     Returns:
         RGB image, uint8 of shape ``(H, W, 3)``.
     """
     # the steps draw from ``rng`` in this order: changing it changes every slide
     parts = _compartments(rng, tissue, tumor, stain)
-    hema = _lymph_node_nuclei(rng, parts)
+    hema, eos_cells = _lymph_node_nuclei(rng, parts)
     nests = _tumour_nuclei(rng, tumor, parts.tum, hema)
-    eos = _eosin(rng, parts, nests)
+    eos = _eosin(rng, parts, nests) + eos_cells
     return _beer_lambert(rng, hema, eos, stain)
 
 
 def _compartments(
     rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, stain: dict[str, float]
 ) -> _Compartments:
-    """Capsule, stroma, germinal centres and their mantles, tumour and lymphoid tissue."""
+    """Capsule, stroma, germinal centres and their mantles, histiocyte clusters, tumour and
+    lymphoid tissue."""
     shape = tissue.shape
     tf = tissue.astype(np.float32)
-    border = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 5)
-    capsule = np.clip(1.0 - (border - 8.0) / 10.0, 0, 1) * tf
-    stroma_field = smooth_field(rng, shape, 160)
-    cut = np.quantile(stroma_field[tissue], 1.0 - stain["stroma"]) if tissue.any() else 0
+    border = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 3)
+    capsule = np.clip(1.0 - (border - px(16)) / px(20), 0, 1) * tf
+    stroma_field = smooth_field(rng, shape, px(320))
+    cut = np.quantile(stroma_field[tissue][::97], 1.0 - stain["stroma"]) if tissue.any() else 0
     stroma = np.clip((stroma_field - cut) * 2.0 + 0.5, 0, 1) * tf
-    inner = np.argwhere((border > 90) & (stroma < 0.2) & ~tumor)
-    gc, mantle = _follicles(rng, inner, tf, stain["follicles"] * tissue.sum() / 1e6)
-    tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 1.5)
+    mm2 = tissue.sum() * UM_PER_PX**2 / 1e6
+    inner = np.argwhere((border > px(180)) & (stroma < 0.2) & ~tumor)[::7]
+    gc, mantle = _follicles(rng, inner, tf, stain["follicles"] * mm2 / 4.0)
+    near_stroma = np.argwhere((stroma > 0.3) & (border > px(60)) & ~tumor)[::7]
+    histio = _clusters(rng, near_stroma, shape, stain["histiocytes"] * mm2) * tf
+    tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 0.75)
     lymphoid = np.clip(tf - stroma - capsule, 0, 1)
-    return _Compartments(tf, capsule, stroma, gc, mantle, tum, lymphoid, 1.0 - tum)
+    return _Compartments(tf, capsule, stroma, gc, mantle, histio, tum, lymphoid, 1.0 - tum)
 
 
 def _follicles(
@@ -166,52 +198,80 @@ def _follicles(
         return gc, mantle
     for _ in range(rng.poisson(expected)):
         cy, cx = inner[rng.integers(len(inner))]
-        r = rng.uniform(45, 85)
+        r = rng.uniform(px(90), px(170))
         cv2.circle(mantle, (int(cx), int(cy)), int(r * 1.45), 1.0, -1)
         axes = (int(r), int(r * rng.uniform(0.75, 1)))
         cv2.ellipse(gc, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
-    gc = cv2.GaussianBlur(gc, (0, 0), 6) * tf
-    mantle = np.clip(cv2.GaussianBlur(mantle, (0, 0), 6) - gc, 0, 1) * tf
+    gc = cv2.GaussianBlur(gc, (0, 0), 3) * tf
+    mantle = np.clip(cv2.GaussianBlur(mantle, (0, 0), 3) - gc, 0, 1) * tf
     return gc, mantle
 
 
-def _lymph_node_nuclei(rng: np.random.Generator, parts: _Compartments) -> np.ndarray:
-    """Hematoxylin of the normal tissue: lymphocytes, germinal-centre cells, fibroblasts."""
+def _clusters(
+    rng: np.random.Generator, centres: np.ndarray, shape: tuple[int, int], expected: float
+) -> np.ndarray:
+    """Irregular clusters (sinus histiocytes), ``expected`` of them on average, centred on
+    pixels of ``centres``; a float32 map in [0, 1]."""
+    out = np.zeros(shape, np.float32)
+    if not len(centres):
+        return out
+    for _ in range(rng.poisson(expected)):
+        cy, cx = centres[rng.integers(len(centres))]
+        for _blob in range(int(rng.integers(2, 6))):
+            dx, dy = rng.normal(0, px(60), 2)
+            axes = (int(rng.uniform(px(40), px(110))), int(rng.uniform(px(25), px(70))))
+            centre = (int(cx + dx), int(cy + dy))
+            cv2.ellipse(out, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(out, (0, 0), 2)
+
+
+def _lymph_node_nuclei(
+    rng: np.random.Generator, parts: _Compartments
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hematoxylin of the normal tissue (lymphocytes, germinal-centre cells, fibroblasts,
+    histiocytes) and the eosin of the histiocytes' cytoplasm: ``(hema, eos)``."""
     p = parts
-    lym_density = (0.016 + 0.007 * smooth_field(rng, p.tissue.shape, 60).clip(-1, 1)) * p.lymphoid
-    lym_density = (lym_density * (1 - p.gc) + 0.024 * p.mantle) * p.normal + 0.0015 * p.tum
-    hema = 1.15 * np.clip(_stamp(_impulses(rng, lym_density), _disk_kernel(3.2, 3.0)), 0, 1)
+    shape = p.tissue.shape
+    crowd = 0.064 + 0.028 * smooth_field(rng, shape, px(60)).clip(-1, 1)
+    lym_density = crowd * p.lymphoid * (1 - p.gc) * (1 - p.histio) + 0.096 * p.mantle
+    lym_density = lym_density * p.normal + 0.006 * p.tum
+    hema = 1.15 * np.clip(_stamp(_impulses(rng, lym_density), _disk_kernel(1.6, 1.5)), 0, 1)
     hema += 0.62 * np.clip(
-        _stamp(_impulses(rng, 0.006 * p.gc * p.normal), _disk_kernel(4.6, 4.0)), 0, 1
+        _stamp(_impulses(rng, 0.024 * p.gc * p.normal), _disk_kernel(2.3, 2.0)), 0, 1
     )
-    fib_density = (0.0024 * p.stroma + 0.004 * p.capsule) * p.normal
+    fib_density = (0.0096 * p.stroma + 0.016 * p.capsule) * p.normal * (1 - p.histio)
     for angle in (0.3, 1.9):
-        fib = _stamp(_impulses(rng, fib_density), _disk_kernel(6.0, 1.6, angle))
+        fib = _stamp(_impulses(rng, fib_density), _disk_kernel(3.0, 0.8, angle))
         hema += 0.95 * np.clip(fib, 0, 1)
+    # histiocytes: large pale oval nuclei, each in a wide pink cell body
+    histio_pts = _impulses(rng, 0.016 * p.histio * p.normal)
+    nucleus = _disk_kernel(2.9, 2.1, rng.uniform(0, np.pi), half=6)
+    hema += 0.42 * np.clip(_stamp(histio_pts, nucleus), 0, 1)
+    eos = 0.45 * np.clip(_stamp(histio_pts, _disk_kernel(5.5, 5.0, half=6)), 0, 1)
     hema += 0.06 * p.tissue
-    return hema
+    return hema, eos
 
 
 def _tumour_nuclei(
     rng: np.random.Generator, tumor: np.ndarray, tum: np.ndarray, hema: np.ndarray
 ) -> np.ndarray:
     """Add the tumour's nuclei to ``hema`` (in place), painted inside its bounding box only:
-    nests of large, pale, irregular nuclei with a dark rim and a nucleolus. Returns the
+    crowded nests of large, irregular nuclei with a dark rim and a nucleolus. Returns the
     nests map (float32 ``(H, W)``)."""
     nests = np.zeros(tumor.shape, np.float32)
     if not tumor.any():
         return nests
     ys, xs = np.nonzero(tumor)
-    box = np.s_[max(ys.min() - 12, 0) : ys.max() + 13, max(xs.min() - 12, 0) : xs.max() + 13]
+    box = np.s_[max(ys.min() - 6, 0) : ys.max() + 7, max(xs.min() - 6, 0) : xs.max() + 7]
     t_box = tum[box]
-    nests[box] = np.clip(smooth_field(rng, t_box.shape, 28) * 1.5 + 1.2, 0, 1)
+    nests[box] = np.clip(smooth_field(rng, t_box.shape, px(28)) * 1.5 + 1.2, 0, 1)
     nuc = np.zeros(t_box.shape, np.float32)
     for angle in (0.2, 1.0, 1.8, 2.6):
-        pts = _impulses(rng, 0.0016 * t_box * nests[box])
-        rx, ry = rng.uniform(6.0, 7.5), rng.uniform(4.6, 5.8)
-        body = _disk_kernel(rx, ry, angle, half=10)
-        ring = np.clip(body - _disk_kernel(rx - 1.6, ry - 1.6, angle, half=10), 0, 1)
-        kernel = 0.30 * body + 0.55 * ring + 0.70 * _disk_kernel(1.3, 1.3, half=10)
+        pts = _impulses(rng, 0.0075 * t_box * nests[box])
+        rx, ry = rng.uniform(3.0, 3.75), rng.uniform(2.3, 2.9)
+        body = _disk_kernel(rx, ry, angle, half=6)
+        ring = np.clip(body - _disk_kernel(rx - 1.0, ry - 1.0, angle, half=6), 0, 1)
+        kernel = 0.30 * body + 0.55 * ring + 0.70 * _disk_kernel(0.8, 0.8, half=6)
         nuc += _stamp(pts, kernel)
     hema[box] += np.clip(nuc, 0, 1.3)
     return nests
@@ -220,36 +280,41 @@ def _tumour_nuclei(
 def _eosin(rng: np.random.Generator, parts: _Compartments, nests: np.ndarray) -> np.ndarray:
     """Eosin: cytoplasm and fibres, strongest in the capsule and the stroma."""
     p = parts
-    fibres = 0.5 + 0.5 * np.clip(smooth_field(rng, p.tissue.shape, 6), -1, 1)
+    fibres = 0.5 + 0.5 * np.clip(smooth_field(rng, p.tissue.shape, 3), -1, 1)
     eos = (
-        0.20 * p.lymphoid * p.normal
+        0.20 * p.lymphoid * p.normal * (1 - p.histio)
         + 0.12 * p.gc * p.normal
-        + 0.50 * p.stroma * p.normal * (0.6 + 0.5 * fibres)
+        + 0.18 * p.histio * p.normal
+        + 0.50 * p.stroma * p.normal * (1 - p.histio) * (0.6 + 0.5 * fibres)
         + 0.75 * p.capsule * (0.7 + 0.4 * fibres)
         + 0.42 * p.tum * (0.8 + 0.3 * nests)
     )
-    return eos * (1.0 + 0.15 * smooth_field(rng, p.tissue.shape, 40)) * p.tissue
+    return eos * (1.0 + 0.15 * smooth_field(rng, p.tissue.shape, px(40))) * p.tissue
 
 
 def _beer_lambert(
     rng: np.random.Generator, hema: np.ndarray, eos: np.ndarray, stain: dict[str, float]
 ) -> np.ndarray:
-    """Mix the stain densities into RGB as light through the section: uint8 ``(H, W, 3)``."""
+    """Mix the stain densities into RGB as light through the section, then the scanner's
+    blur and tint: uint8 ``(H, W, 3)``."""
     h_vec = HEMATOXYLIN + np.array([stain["hue"], 0.0, -stain["hue"]])
     h_vec = h_vec / np.linalg.norm(h_vec)
     e_vec = EOSIN / np.linalg.norm(EOSIN)
     grain = 0.015 * rng.standard_normal(hema.shape, dtype=np.float32)
+    grain += np.float32(0.035)
+    tint = stain["tint"]
     od = cv2.merge(
         [
-            hema * np.float32(1.15 * stain["h"] * h_vec[c])
+            cv2.scaleAdd(hema, float(1.15 * stain["h"] * h_vec[c]), grain)
             + eos * np.float32(0.85 * stain["e"] * e_vec[c])
-            + (0.035 + grain)
+            + np.float32(tint[c])
             for c in range(3)
         ]
     )
-    od = cv2.GaussianBlur(od, (0, 0), 0.7)
-    rgb = 255.0 * np.exp(-np.clip(od, 0, None))
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    od = cv2.GaussianBlur(od, (0, 0), stain["blur"])
+    np.maximum(od, 0, out=od)
+    rgb = cv2.exp(-od)
+    return cv2.convertScaleAbs(rgb, alpha=255.0)
 
 
 def lesion_polygon(

@@ -37,6 +37,7 @@ Where this module still differs from TRIDENT v0.3.0, and why:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -361,6 +362,7 @@ def read_patches(
     patch_size_level0: float,
     patch_size: int,
     background: str = "black",
+    path: str | Path | None = None,
 ) -> np.ndarray:
     """Read patches at the target magnification from the pyramid, as TRIDENT reads them.
 
@@ -368,22 +370,39 @@ def read_patches(
     patch_size`` (level 1 of a 40x slide at 20x), else the coarsest finer level, whose
     region is resized (bilinear, as TRIDENT). Beyond the slide's edge a patch is
     ``background``: ``"black"`` as TRIDENT (it drops openslide's alpha channel), or
-    ``"white"`` for figures.
+    ``"white"`` for figures. With the slide's ``path``, patches inside a TIFF page are
+    decoded by tifffile (:class:`helpers.canvas.TiffLevelReader`, the same pixels, several
+    times faster) when a probe read matches openslide's exactly.
 
     Returns:
         uint8 ``(n_patches, patch_size, patch_size, 3)``.
     """
+    from helpers.canvas import TiffLevelReader
+
     if background not in ("black", "white"):
         raise ValueError(f"background must be 'black' or 'white', not {background!r}")
     level = best_level(slide, patch_size_level0 / patch_size)
-    size = int(round(patch_size_level0 / slide.level_downsamples[level]))
+    downsample = slide.level_downsamples[level]
+    size = int(round(patch_size_level0 / downsample))
+    width, height = slide.level_dimensions[level]
+    tiff = TiffLevelReader.open(path, slide, level, exact=True) if path else None
     out = np.empty((len(coords_level0), patch_size, patch_size, 3), np.uint8)
-    for i, (x, y) in enumerate(coords_level0):
-        rgba = np.asarray(slide.read_region((int(x), int(y)), level, (size, size)))
-        rgb = to_rgb(rgba) if background == "white" else rgba[..., :3]
-        if size != patch_size:
-            rgb = cv2.resize(rgb, (patch_size, patch_size), interpolation=cv2.INTER_LINEAR)
-        out[i] = rgb
+    try:
+        for i, (x, y) in enumerate(coords_level0):
+            x_level, y_level = int(round(x / downsample)), int(round(y / downsample))
+            inside = x_level + size <= width and y_level + size <= height
+            on_pixel = x_level * downsample == x and y_level * downsample == y
+            if tiff is not None and inside and on_pixel:
+                rgb = tiff.read(x_level, y_level, size, size)
+            else:
+                rgba = np.asarray(slide.read_region((int(x), int(y)), level, (size, size)))
+                rgb = to_rgb(rgba) if background == "white" else rgba[..., :3]
+            if size != patch_size:
+                rgb = cv2.resize(rgb, (patch_size, patch_size), interpolation=cv2.INTER_LINEAR)
+            out[i] = rgb
+    finally:
+        if tiff is not None:
+            tiff.close()
     return out
 
 
@@ -396,6 +415,7 @@ def extract_features(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    path: str | Path | None = None,
 ) -> np.ndarray:
     """Encode every patch of ``coords_level0``: float32 ``(n_patches, dim)``, row i = patch i.
 
@@ -412,6 +432,7 @@ def extract_features(
             coords_level0[start : start + batch_size],
             attrs["patch_size_level0"],
             attrs["patch_size"],
+            path=path,
         )
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)
         feats.append(encoder(x).float().cpu())
