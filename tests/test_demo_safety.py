@@ -19,7 +19,9 @@ from helpers import demo
 from helpers.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = ((1, 0), (0, 1))  # normal_001 (train) and test_001 (tumour): two small slides
+# tumor_001 (train, macro) and test_001 (normal): two small sections (a normal training
+# slide would be the cohort's first, large, section: 1,000+ patches, a minute to build)
+SIZES = ((0, 1), (1, 0))
 SEED = 5
 
 
@@ -200,7 +202,7 @@ def test_a_complete_cohort_is_checked_without_hashing(cohort, monkeypatch):
 
 def test_changed_content_is_found(cohort):
     m = _manifest(cohort)
-    rel = "trident_processed/20x_512px_0px_overlap/features_demo_stats/normal_001.h5"
+    rel = "trident_processed/20x_512px_0px_overlap/features_demo_stats/tumor_001.h5"
     path = cohort / rel
     data = bytearray(path.read_bytes())
     st = path.stat()
@@ -213,9 +215,9 @@ def test_changed_content_is_found(cohort):
     assert demo.verify_files(cohort, dict(m["files"])) == {}
     assert rel in demo.verify_files(cohort, dict(m["files"]), full=True)
     # an untouched file whose time changed passes (and is hashed once)
-    os.utime(cohort / "wsis" / "normal_001.tif")
+    os.utime(cohort / "wsis" / "tumor_001.tif")
     files = json.loads(json.dumps(m["files"]))
-    assert "wsis/normal_001.tif" not in demo.verify_files(cohort, files)
+    assert "wsis/tumor_001.tif" not in demo.verify_files(cohort, files)
 
 
 def _features(path: Path) -> bytes:
@@ -226,8 +228,8 @@ def _features(path: Path) -> bytes:
 
 
 def test_truncated_files_are_rebuilt_identical(cohort):
-    wsi = cohort / "wsis" / "normal_001.tif"
-    feats = cohort / "trident_processed/20x_512px_0px_overlap/features_demo_stats/normal_001.h5"
+    wsi = cohort / "wsis" / "tumor_001.tif"
+    feats = cohort / "trident_processed/20x_512px_0px_overlap/features_demo_stats/tumor_001.h5"
     slide, features = wsi.read_bytes(), _features(feats)
     untouched = _mtimes(cohort)["wsis/test_001.tif"]
     for p in (wsi, feats):
@@ -309,11 +311,11 @@ def test_an_interrupted_build_of_the_previous_version_is_finished(cohort):
     good = _features(feats)
     feats.write_bytes(feats.read_bytes()[:200])  # truncated by the old code? rebuilt, not adopted
     (cohort / "wsis" / ".x.partial-4242.tif").write_bytes(b"junk")
-    keep = _mtimes(cohort)["wsis/normal_001.tif"]
+    keep = _mtimes(cohort)["wsis/tumor_001.tif"]
     _to_legacy(cohort, complete=False)
     demo.make_cohort(cohort, seed=SEED, sizes=SIZES, workers=1, quiet=True)
     assert _features(feats) == good
-    assert _mtimes(cohort)["wsis/normal_001.tif"] == keep
+    assert _mtimes(cohort)["wsis/tumor_001.tif"] == keep
     assert not (cohort / demo.LEGACY_IN_PROGRESS).exists()
     assert not list(cohort.rglob("*.partial-*"))
 
@@ -323,7 +325,7 @@ def test_leftover_partial_files_are_cleaned(cohort):
     m["complete"] = False  # as a killed build leaves it
     (cohort / demo.MANIFEST).write_text(json.dumps(m))
     junk = [
-        cohort / "wsis" / ".normal_001.partial-999.tif",
+        cohort / "wsis" / ".tumor_001.partial-999.tif",
         cohort / "trident_processed/20x_512px_0px_overlap/patches/.test_001_patches.partial-9.h5",
     ]
     for p in junk:

@@ -15,7 +15,7 @@ from helpers import demo
 from helpers.labels import label_slide
 from helpers.settings import load_settings, setup
 
-SIZES = ((1, 0), (0, 1))
+SIZES = ((0, 1), (1, 0))  # tumor_001 and test_001 (normal): two small sections
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -48,12 +48,12 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     # the chapters' paths paint a slide when first asked for: the same bytes
     monkeypatch.setenv("MIL_BOOK_DEMO_DIR", str(root))
     cfg = load_settings()
-    assert cfg.wsi_path("test_001").read_bytes() == full["wsis/test_001.tif"]
-    assert cfg.mask_path("test_001").read_bytes() == full["masks/test_001_mask.tif"]
-    assert cfg.annotation_path("test_001").read_bytes() == full["annotations/test_001.xml"]
-    thumb = "trident_processed/thumbnails/test_001.jpg"
-    assert cfg.thumbnail_path("test_001").read_bytes() == full[thumb]
-    assert cfg.annotation_path("normal_001") is None  # a normal slide has no XML
+    assert cfg.wsi_path("tumor_001").read_bytes() == full["wsis/tumor_001.tif"]
+    assert cfg.mask_path("tumor_001").read_bytes() == full["masks/tumor_001_mask.tif"]
+    assert cfg.annotation_path("tumor_001").read_bytes() == full["annotations/tumor_001.xml"]
+    thumb = "trident_processed/thumbnails/tumor_001.jpg"
+    assert cfg.thumbnail_path("tumor_001").read_bytes() == full[thumb]
+    assert cfg.annotation_path("test_001") is None  # a normal slide has no XML
     assert json.loads((root / demo.MANIFEST).read_text())["pending"] == []
     assert _files(root) == full
     with pytest.raises(FileNotFoundError):
@@ -65,12 +65,12 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
 
 def test_a_full_build_finishes_a_lazy_cohort(tmp_path, monkeypatch):
     root = tmp_path / "demo"
-    demo.make_cohort(root, seed=2, sizes=((1, 0), (0, 0)), workers=1, quiet=True)
+    demo.make_cohort(root, seed=2, sizes=((0, 0), (1, 0)), workers=1, quiet=True)
     monkeypatch.setattr(demo, "PACKED", demo.pack_arrays(root, tmp_path / "packed.npz"))
     full = _files(root)
     shutil.rmtree(root)
-    demo.make_cohort(root, seed=2, sizes=((1, 0), (0, 0)), lazy=True, quiet=True)
-    demo.make_cohort(root, seed=2, sizes=((1, 0), (0, 0)), workers=1, quiet=True)
+    demo.make_cohort(root, seed=2, sizes=((0, 0), (1, 0)), lazy=True, quiet=True)
+    demo.make_cohort(root, seed=2, sizes=((0, 0), (1, 0)), workers=1, quiet=True)
     assert _files(root) == full
     assert json.loads((root / demo.MANIFEST).read_text())["pending"] == []
 
