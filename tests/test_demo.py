@@ -17,13 +17,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from helpers import demo
+from helpers import demo, synth
 from helpers.formats import COORDS_ATTRIBUTES
 from helpers.labels import read_polygons, tumor_fraction_from_xml
 from helpers.trident import read_level
 
 REPO = Path(__file__).resolve().parents[1]
 COORD_ATTRS = set(COORDS_ATTRIBUTES)
+P0 = demo.PATCH_SIZE_LEVEL0  # 512 level-0 px at 20x (0.5 um/px)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,13 @@ def test_layout_and_csvs(cohort):
     root, paths, table = cohort
     assert list(table.columns) == ["wsi_name", "wsi_label"]
     train, test = pd.read_csv(root / "train.csv"), pd.read_csv(root / "test.csv")
-    assert len(train) + len(test) == len(table) >= 40
+    assert len(train) + len(test) == len(table) >= 50
+    assert len(test) > 20, "more test slides than the 20 of cohort version 3"
     assert set(train.wsi_name) | set(test.wsi_name) == set(table.wsi_name)
     assert all(n.startswith(("normal_", "tumor_")) for n in train.wsi_name)
     assert all(n.startswith("test_") for n in test.wsi_name)
     assert all(train.wsi_label[train.wsi_name.str.startswith("tumor_")] == 1)
-    assert 0.35 <= table.wsi_label.mean() <= 0.45
+    assert 0.3 <= table.wsi_label.mean() <= 0.45
     for name, label in zip(table.wsi_name, table.wsi_label, strict=True):
         assert paths.wsi(name).exists() and paths.mask(name).exists()
         assert paths.thumbnail_path(name).exists()
@@ -54,8 +56,9 @@ def test_openslide_reads_every_slide(cohort):
         with openslide.OpenSlide(str(paths.wsi(name))) as slide:
             assert slide.properties["openslide.vendor"] == "aperio"
             assert slide.level_count >= 4
-            assert float(slide.properties[openslide.PROPERTY_NAME_MPP_X]) == pytest.approx(0.25)
-            assert slide.properties[openslide.PROPERTY_NAME_OBJECTIVE_POWER] == "40"
+            assert float(slide.properties[openslide.PROPERTY_NAME_MPP_X]) == pytest.approx(0.5)
+            assert float(slide.properties[openslide.PROPERTY_NAME_MPP_Y]) == pytest.approx(0.5)
+            assert slide.properties[openslide.PROPERTY_NAME_OBJECTIVE_POWER] == "20"
             downsamples = slide.level_downsamples
             assert downsamples[:4] == pytest.approx([1, 2, 4, 8], rel=1e-3)
             size, n_levels = slide.dimensions, slide.level_count
@@ -75,19 +78,22 @@ def test_h5_files_match_formats(cohort):
             assert coords.dtype == np.int64 and coords.ndim == 2 and coords.shape[1] == 2
             attrs = dict(coords.attrs)
             assert set(attrs) == COORD_ATTRS
-            assert attrs["patch_size"] == 512 and attrs["patch_size_level0"] == 1024
-            assert attrs["level0_magnification"] == 40 and attrs["overlap"] == 0
+            assert attrs["patch_size"] == 512 and attrs["patch_size_level0"] == P0
+            assert attrs["level0_magnification"] == 20 and attrs["overlap"] == 0
             assert isinstance(attrs["target_magnification"], float)
             assert attrs["target_magnification"] == 20.0
             assert attrs["name"] == name
             assert Path(attrs["savetodir"]) == paths.coords_path(name).parent
             assert (attrs["level0_width"], attrs["level0_height"]) == (width, height)
             xy = coords[:]
-        assert (xy % 1024 == 0).all(), "grid starts at (0, 0) with step 1024"
+        assert (xy % P0 == 0).all(), f"grid starts at (0, 0) with step {P0}"
         assert len(np.unique(xy, axis=0)) == len(xy)
+        assert (xy >= 0).all(), name
+        # no patch reaches beyond the slide's edge (no padding read into a bag)
+        assert (xy[:, 0] + P0 <= width).all() and (xy[:, 1] + P0 <= height).all(), name
         with h5py.File(paths.features_path(name), "r") as f:
             assert set(f.keys()) == {"features", "coords"}
-            assert f["features"].dtype == np.float32
+            assert f["features"].dtype in (np.float16, np.float32)  # as TRIDENT writes them
             assert f["features"].shape[0] == len(xy)
             assert np.isfinite(f["features"][:]).all()
             assert np.array_equal(f["coords"][:], xy), "features rows follow the coords rows"
@@ -100,21 +106,80 @@ def test_h5_files_match_formats(cohort):
         assert labels.shape == (len(xy),) and np.issubdtype(labels.dtype, np.integer)
 
 
-def test_bags_and_tumour_design(demo_dir):
-    summary = demo.cohort_summary(demo_dir)
-    assert summary.n_patches.mean() >= 50
+@pytest.fixture(scope="module")
+def summary(demo_dir) -> pd.DataFrame:
+    return demo.cohort_summary(demo_dir)
+
+
+def test_bags_at_camelyon16_scale(summary):
+    """Issue 11: a mean bag of at least 250 patches, at least three slides of 1,000 or more
+    (the large sections, and only they)."""
+    assert summary.n_patches.mean() >= 250, summary.n_patches.describe()
+    assert (summary.n_patches >= 1000).sum() >= 3
+    assert (summary.large == (summary.n_patches >= 1000)).all()
+    assert summary.n_patches.min() >= 50
+
+
+def test_kinds_of_slides(summary):
+    assert set(summary.kind) == {"normal", "macro", "micro", "itc"}
+    assert (summary.label == (summary.kind != "normal")).all()
     normal = summary[summary.label == 0]
     assert (normal.n_tumor_patches == 0).all()
+    tumour = summary[summary.kind.isin(["macro", "micro"])]
+    assert (tumour.n_tumor_patches >= 1).all(), "every metastasis has a tumour patch"
+    assert 1 <= (summary.kind == "itc").sum() <= 2, "one or two slides with only ITC"
+    for split in ("train", "test"):
+        kinds = set(summary.kind[summary.split == split])
+        assert {"macro", "micro", "normal"} <= kinds, split
+
+
+def test_micro_metastases_are_needles_in_a_haystack(summary):
+    """1-4 positive patches, at most 1% of the bag, each micro slide; macro lesions cover
+    more of their bag than any micro lesion."""
     micro, macro = summary[summary.kind == "micro"], summary[summary.kind == "macro"]
-    tumour = summary[summary.label == 1]
-    assert abs(len(micro) - len(tumour) / 2) <= 1
-    assert (tumour.n_tumor_patches >= 1).all(), "every tumour slide has a tumour patch"
-    assert (micro.tumor_fraction < 0.06).all()
-    assert (micro.n_tumor_patches <= 3).sum() >= len(micro) // 2
-    assert macro.tumor_fraction.min() > micro.tumor_fraction.max()
+    assert len(micro) >= 4
+    assert micro.n_tumor_patches.between(1, demo.MAX_MICRO_PATCHES).all(), micro
+    assert (micro.tumor_fraction <= 0.01).all(), micro
+    assert macro.tumor_fraction.min() > 5 * micro.tumor_fraction.max()
 
 
-def test_torchmil_loads_the_cohort(demo_settings):
+def test_itc_slides_are_positive_without_a_positive_patch(cohort, summary):
+    """Isolated tumour cells, as CAMELYON16 has them: the slide is positive and annotated
+    (XML, tumour in the mask), but no patch is half tumour, so no patch label is 1."""
+    root, paths, table = cohort
+    itc = summary[summary.kind == "itc"]
+    labels = dict(zip(table.wsi_name, table.wsi_label, strict=True))
+    for name in itc.name:
+        assert labels[name] == 1 and paths.xml(name).exists()
+        with h5py.File(paths.patch_labels_path(name), "r") as f:
+            assert f["patch_labels"][:].sum() == 0, name
+        with h5py.File(paths.coords_path(name), "r") as f:
+            coords = f["coords"][:]
+        fractions = tumor_fraction_from_xml(paths.xml(name), coords, P0)
+        assert 0 < fractions.max() < 0.5, (name, fractions.max())
+        with openslide.OpenSlide(str(paths.mask(name))) as mask:
+            assert (read_level(mask, 2)[..., 0] == 2).any(), f"{name}: no tumour in the mask"
+
+
+def test_both_centres_in_both_splits(summary):
+    """Stain and scanner variation: slides of both centres, normal and tumour, in train and
+    in test (a model cannot tell tumour by the centre)."""
+    assert set(summary.centre) == set(synth.CENTRES) == {"A", "B"}
+    for split in ("train", "test"):
+        part = summary[summary.split == split]
+        assert set(part.centre) == {"A", "B"}, split
+    train = summary[summary.split == "train"]
+    for label in (0, 1):
+        assert set(train.centre[train.label == label]) == {"A", "B"}, label
+
+
+def _specs(root: Path) -> list[demo.SlideSpec]:
+    """The slides of the cohort at ``root``, as its manifest's seed and sizes plan them."""
+    info = json.loads((root / demo.MANIFEST).read_text())
+    return demo.plan_cohort(info["seed"], tuple(map(tuple, info["sizes"])))
+
+
+def test_torchmil_loads_the_cohort(demo_settings, demo_dir):
     from torchmil.datasets import TridentWSIDataset
 
     cfg = demo_settings
@@ -126,28 +191,32 @@ def test_torchmil_loads_the_cohort(demo_settings):
         patch_labels_path=str(cfg.patch_labels_dir) + "/",
         wsi_names=list(table.wsi_name),
         bag_keys=["X", "Y", "y_inst", "adj", "coords"],
-        patch_size=1024,
+        patch_size=P0,
         wsi_name_col="wsi_name",
         wsi_label_col="wsi_label",
     )
     assert len(dataset) == len(table)
     labels = dict(zip(table.wsi_name, table.wsi_label, strict=True))
+    kinds = {s.name: s.kind for s in _specs(demo_dir)}
     for i, name in enumerate(dataset.get_bag_names()):
         bag = dataset[i]
         n = bag["X"].shape[0]
         assert bag["X"].ndim == 2 and bag["y_inst"].shape == (n,)
         assert bag["coords"].shape == (n, 2) and bag["adj"].shape == (n, n)
         assert int(bag["Y"][0]) == labels[name]
-        assert int(bag["y_inst"].max()) == labels[name]
+        # a slide with isolated tumour cells only is positive without a positive patch
+        assert int(bag["y_inst"].max()) == int(labels[name] and kinds[name] != "itc")
         with h5py.File(cfg.coords_path(name), "r") as f:
-            assert np.array_equal(bag["coords"].numpy(), f["coords"][:] // 1024)
+            assert np.array_equal(bag["coords"].numpy(), f["coords"][:] // P0)
 
 
-def test_masks_xml_and_labels_agree(cohort):
+def test_masks_xml_and_labels_agree(cohort, demo_dir):
     root, paths, table = cohort
+    kinds = {s.name: s.kind for s in _specs(demo_dir)}
     for name in table.wsi_name[table.wsi_label == 1]:
         with openslide.OpenSlide(str(paths.mask(name))) as mask:
-            level = 3
+            # ITC clusters are 60-120 level-0 px across: compared at downsample 2, not 8
+            level = 1 if kinds[name] == "itc" else 3
             m = read_level(mask, level)[..., 0]
             scale = mask.level_downsamples[level]
         drawn = np.zeros_like(m)
@@ -160,27 +229,39 @@ def test_masks_xml_and_labels_agree(cohort):
             coords = f["coords"][:]
         with h5py.File(paths.patch_labels_path(name), "r") as f:
             stored = f["patch_labels"][:]
-        from_xml = tumor_fraction_from_xml(paths.xml(name), coords, 1024) > 0.5
+        from_xml = tumor_fraction_from_xml(paths.xml(name), coords, P0) > 0.5
         assert (from_xml == stored.astype(bool)).mean() >= 0.97
 
 
-def test_tumour_texture_is_where_the_mask_says(cohort):
-    """The stored features separate the patches the mask calls tumour from the rest (some
-    feature reaches AUROC > 0.9). Which features, and that tumour pixels are darker (not
-    paler), is checked feature by feature in tests/test_demo_texture.py."""
-    root, paths, table = cohort
-    feats, labels = [], []
-    for name in table.wsi_name[table.wsi_label == 1]:
-        with h5py.File(paths.features_path(name), "r") as f:
-            feats.append(f["features"][:])
-        with h5py.File(paths.patch_labels_path(name), "r") as f:
-            labels.append(f["patch_labels"][:])
-    feats, labels = np.concatenate(feats), np.concatenate(labels)
-    best = max(
-        max(roc_auc_score(labels, feats[:, j]), 1 - roc_auc_score(labels, feats[:, j]))
-        for j in range(feats.shape[1])
-    )
-    assert best > 0.9
+def test_a_linear_probe_finds_tumour_patches(cohort, summary):
+    """Issue 11: tumour patches are linearly separable from normal ones, as with a foundation
+    model's features: a logistic-regression probe on the stored features of the training
+    slides reaches a patch AUROC of at least 0.95 on the test slides. No single feature
+    does as well (every dimension carries a little of everything): which statistics tell
+    tumour from normal is measured in tests/test_demo_texture.py."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, paths, _ = cohort
+    data = {}
+    for split in ("train", "test"):
+        feats, labels = [], []
+        for name in summary.name[summary.split == split]:
+            with h5py.File(paths.features_path(name), "r") as f:
+                feats.append(f["features"][:])
+            with h5py.File(paths.patch_labels_path(name), "r") as f:
+                labels.append(f["patch_labels"][:])
+        data[split] = np.concatenate(feats), np.concatenate(labels)
+        assert data[split][0].shape[1] >= 256, "feature dimension of a foundation model"
+        assert 0 < data[split][1].sum() < len(data[split][1])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    probe.fit(*data["train"])
+    feats, labels = data["test"]
+    auroc = roc_auc_score(labels, probe.predict_proba(feats)[:, 1])
+    assert auroc >= 0.95, auroc
+    single = [roc_auc_score(labels, feats[:, j]) for j in range(feats.shape[1])]
+    assert max(max(a, 1 - a) for a in single) < auroc
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -223,7 +304,8 @@ def test_unwritable_folder_is_reported(tmp_path, monkeypatch):
 def test_demo_features_match_a_fresh_run(tmp_path, demo_dir):
     """Regenerating one slide of the book's cohort elsewhere gives byte-identical features."""
     info = json.loads((demo_dir / demo.MANIFEST).read_text())
-    spec = next(s for s in demo.plan_cohort(info["seed"]) if s.kind == "micro")
+    # an ITC slide: a small section (fast), with lesions placed at random
+    spec = next(s for s in _specs(demo_dir) if s.kind == "itc" and not s.large)
     paths = demo.CohortPaths(tmp_path)
     demo.make_slide(spec, paths, info["seed"])
     demo.process_slide(spec, paths)
@@ -238,7 +320,7 @@ def test_two_processes_making_the_same_cohort(tmp_path):
     out = tmp_path / "shared"
     code = (
         "from helpers.demo import make_cohort; "
-        f"make_cohort({str(out)!r}, seed=3, sizes=((1, 0), (0, 1)), workers=1, quiet=True)"
+        f"make_cohort({str(out)!r}, seed=3, sizes=((0, 1), (1, 0)), workers=1, quiet=True)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
