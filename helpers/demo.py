@@ -2,7 +2,7 @@
 
 ``python -m helpers.demo [--out DIR] [--seed N] [--force]`` writes (default ``DIR = data/demo``)::
 
-    DIR/wsis/<name>.tif                 pyramidal tiled-JPEG TIFF, Aperio-style (40x, 0.25 mpp)
+    DIR/wsis/<name>.tif                 pyramidal tiled-JPEG TIFF, Aperio-style (20x, 0.5 mpp)
     DIR/annotations/<name>.xml          ASAP XML tumour polygons (tumour slides), level-0 px
     DIR/masks/<name>_mask.tif           pyramidal mask: 0 background / 1 tissue / 2 tumour
     DIR/wsi_labels.csv, train.csv, test.csv          columns wsi_name,wsi_label
@@ -11,11 +11,16 @@
     DIR/trident_processed/20x_512px_0px_overlap/features_demo_stats/<name>.h5
     DIR/trident_processed/20x_512px_0px_overlap/patch_labels/<name>.h5
 
-50 slides (train: 18 ``normal_NNN`` + 12 ``tumor_NNN``; test: 20 ``test_NNN``, 8 of them
-tumour). Half of the tumour slides are micro-metastases (one small lesion covering a few
-patches), the rest macro-metastases. The slides are painted by :mod:`helpers.synth`; the h5
-files are computed from their pixels by :mod:`helpers.trident` and :mod:`helpers.encoder`,
-and the patch labels from the masks by :mod:`helpers.labels`, exactly as for real slides.
+60 slides (train: 18 ``normal_NNN`` + 12 ``tumor_NNN``; test: 30 ``test_NNN``, 8 of them
+tumour), from two centres (``SlideSpec.centre``: stain, scanner blur and background differ).
+Tumour slides hold macro-metastases (20-60% of the patches), micro-metastases (1-4 tumour
+patches, at most 1% of a bag of 400-1,300) or, one per split, isolated tumour cells only
+(clusters smaller than half a patch: a positive slide without a positive patch). Bags hold
+about 280 patches on average; three sections are larger than 1,000 patches. Normal nodes
+carry benign look-alikes (germinal centres, sinus-histiocyte clusters). The slides are
+painted by :mod:`helpers.synth`; the h5 files are computed from their pixels by
+:mod:`helpers.trident` and :mod:`helpers.encoder`, and the patch labels from the masks by
+:mod:`helpers.labels`, exactly as for real slides.
 
 Safety: the demo writes only into a new or empty folder, or one that carries its marker
 ``.mil-book-demo.json`` (written before anything else); any other non-empty folder is refused
@@ -97,7 +102,7 @@ class SlideSpec:
     large: bool = False  # a large section (1,000 patches or more)
 
 
-DEFAULT_SIZES = ((18, 12), (18, 8))  # (normal, tumour) slides in train and in test
+DEFAULT_SIZES = ((18, 12), (22, 8))  # (normal, tumour) slides in train and in test
 
 
 def _tumour_kinds(n: int, micro_every: int) -> list[str]:
@@ -190,7 +195,7 @@ class CohortPaths(TridentLayout):
 #: Lesion radius ranges in micrometres, by kind: a macro-metastasis is larger than 2 mm across
 #: at most; a micro-metastasis covers one to four patches; isolated tumour cells (ITC) are
 #: clusters smaller than half a patch (slide positive, no positive patch).
-LESION_RADIUS_UM = {"macro": (900.0, 1900.0), "micro": (130.0, 300.0), "itc": (30.0, 60.0)}
+LESION_RADIUS_UM = {"macro": (1100.0, 1900.0), "micro": (130.0, 300.0), "itc": (30.0, 60.0)}
 MAX_MICRO_PATCHES = 4
 
 
@@ -304,10 +309,10 @@ def _stain(rng: np.random.Generator, spec: SlideSpec) -> dict:
         key: (rng.uniform(*bounds) if len(bounds) == 2 else bounds)
         for key, bounds in synth.CENTRES[spec.centre].items()
     }
-    reactive = rng.random() < 0.35
+    reactive = rng.random() < 0.3
     stain["stroma"] = rng.uniform(0.12, 0.45)
     stain["follicles"] = rng.uniform(4.0, 9.0) if reactive else rng.uniform(1.0, 5.0)
-    stain["histiocytes"] = rng.uniform(0.6, 1.4) if reactive else rng.uniform(0.0, 0.4)
+    stain["histiocytes"] = rng.uniform(0.4, 1.0) if reactive else rng.uniform(0.0, 0.3)
     return stain
 
 
@@ -387,8 +392,12 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
         feats = trident.extract_features(
             slide, coords_level0, attrs, StainStatsEncoder(), path=paths.wsi(spec.name)
         )
-        trident.save_features(
-            paths.features_path(spec.name), feats, coords_level0, attrs, DEMO_ENCODER
+        trident.save_features(  # float16, as TRIDENT v0.3.0 writes them
+            paths.features_path(spec.name),
+            feats.astype(np.float16),
+            coords_level0,
+            attrs,
+            DEMO_ENCODER,
         )
 
 
@@ -1260,7 +1269,8 @@ def _print_summary(root: Path, table: pd.DataFrame, seconds: float) -> None:
         print(f"  {root / sub}")
     print(
         f"{len(table)} slides ({(table.label == 1).sum()} tumour: "
-        f"{(table.kind == 'macro').sum()} macro, {(table.kind == 'micro').sum()} micro); "
+        f"{(table.kind == 'macro').sum()} macro, {(table.kind == 'micro').sum()} micro, "
+        f"{(table.kind == 'itc').sum()} with isolated tumour cells only); "
         f"bag size mean {table.n_patches.mean():.0f} (min {table.n_patches.min()}, "
         f"max {table.n_patches.max()})"
     )

@@ -49,8 +49,8 @@ CALIBRATION_FILE = Path(__file__).with_name("encoder_calibration.npz")
 #: Whitening floors the covariance's eigenvalues at this share of the largest one, so that
 #: directions in which the tissue hardly varies (JPEG noise) are not blown up.
 EIGENVALUE_FLOOR = 1e-3
-#: Output scale: normal tissue varies by about 2 units per dimension.
-GAIN = 4.0
+#: Output scale: normal tissue varies by about 4 units per dimension.
+GAIN = 8.0
 N_FILTERS, N_SCALES, N_STAINS = 6, 3, 2
 #: statistics per patch: 4 per filter response, plus 5 of the stains themselves
 N_STATS = 4 * N_FILTERS * N_SCALES * N_STAINS + 5
@@ -206,8 +206,9 @@ def calibrate(root: str | Path, max_patches_per_slide: int = 200) -> Path:
         name = coords_path.name.removesuffix("_patches.h5")
         attrs, coords = read_coords(coords_path)
         step = max(1, len(coords) // max_patches_per_slide)
-        with openslide.OpenSlide(str(root / "wsis" / f"{name}.tif")) as slide:
-            batch = read_patches(slide, coords[::step], attrs["patch_size_level0"], 512)
+        wsi = root / "wsis" / f"{name}.tif"
+        with openslide.OpenSlide(str(wsi)) as slide:
+            batch = read_patches(slide, coords[::step], attrs["patch_size_level0"], 512, path=wsi)
         rows.append(encoder.statistics(torch.from_numpy(batch).permute(0, 3, 1, 2)).numpy())
     stats = np.concatenate(rows).astype(np.float64)  # (n_patches, n_stats)
     eigenvalues, vectors = np.linalg.eigh(np.cov(stats.T))
