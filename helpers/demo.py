@@ -287,7 +287,7 @@ def write_pyramid(path: Path, levels: list[np.ndarray], description: str | None,
 
 
 def aperio_description(width: int, height: int) -> str:
-    """The ImageDescription that makes openslide read a TIFF as Aperio: 40x, 0.25 um/px."""
+    """The ImageDescription that makes openslide read a TIFF as Aperio: 20x, 0.5 um/px."""
     return (
         f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] "
         f"(256x256) JPEG/RGB Q=80|AppMag = {LEVEL0_MAG}|MPP = {MPP}"

@@ -76,9 +76,11 @@ def filter_bank(sigma: float = 1.2, half: int = 3) -> torch.Tensor:
 
 def hadamard_mixing(n_stats: int, dim: int) -> torch.Tensor:
     """A fixed ``(n_stats, dim)`` matrix of +-1 / sqrt(n_stats): columns 1.. of a Sylvester
-    Hadamard matrix (exact integers, the same on every machine)."""
-    order = 2 ** math.ceil(math.log2(max(n_stats, dim + 1)))
-    h = scipy.linalg.hadamard(order)[:n_stats, 1 : dim + 1]
+    Hadamard matrix (exact integers, the same on every machine). Its rows are every third
+    row, so that they use all the bits of the column index: with the first ``n_stats`` rows
+    of an order-512 matrix, columns ``j`` and ``j + 256`` would be equal."""
+    order = 2 ** math.ceil(math.log2(max(3 * n_stats, dim + 1)))
+    h = scipy.linalg.hadamard(order)[np.arange(n_stats) * 3, 1 : dim + 1]
     return torch.tensor(h / math.sqrt(n_stats), dtype=torch.float32)
 
 
