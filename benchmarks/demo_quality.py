@@ -88,7 +88,11 @@ def recipe(table: pd.DataFrame, seed: int) -> dict[str, float]:
         "accuracy": accuracy_score(test.label, pred),
         "f1": f1_score(test.label, pred),
         "auroc": roc_auc_score(test.label, logits),
-        "missed": ", ".join(f"{n} ({k})" for n, k, p, y in zip(test.name, test.kind, pred, test.label) if p != y),
+        "missed": ", ".join(
+            f"{name} ({kind})"
+            for name, kind, p, y in zip(test.name, test.kind, pred, test.label, strict=True)
+            if p != y
+        ),
     }
 
 
@@ -101,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = []
 
     print(f"{len(table)} slides, {table.n.sum()} patches, feature dim {table.X[0].shape[1]}")
-    print(f"bag size: mean {table.n.mean():.0f}, median {table.n.median():.0f}, "
-          f"min {table.n.min()}, max {table.n.max()}, >= 1,000: {(table.n >= 1000).sum()}")  # fmt: skip
+    n = table.n
+    print(f"bag size: mean {n.mean():.0f}, median {n.median():.0f}, "
+          f"min {n.min()}, max {n.max()}, >= 1,000: {(n >= 1000).sum()}")  # fmt: skip
     table["share"] = table.n_pos / table.n
     print(table.groupby("kind")[["n", "n_pos", "share"]].agg(["min", "mean", "max"]).round(4))
     micro, itc = table[table.kind == "micro"], table[table.kind == "itc"]
