@@ -103,6 +103,8 @@ class SlideSpec:
 
 
 DEFAULT_SIZES = ((18, 12), (22, 8))  # (normal, tumour) slides in train and in test
+#: (split, kind) whose first slide is a large section (1,000 patches or more)
+LARGE_SECTIONS = (("train", "normal"), ("train", "micro"), ("test", "micro"))
 
 
 def _tumour_kinds(n: int, micro_every: int) -> list[str]:
@@ -130,15 +132,13 @@ def plan_cohort(seed: int, sizes: tuple = DEFAULT_SIZES) -> list[SlideSpec]:
     centres = rng.random(len(train) + len(test)) < 0.6
     specs: list[SlideSpec] = []
     counters = {"normal": 0, "tumor": 0, "test": 0}
-    large_done: set[tuple[str, str]] = set()
+    large_left = set(LARGE_SECTIONS)  # the first slide of each of these is large
     for split, kinds in (("train", train), ("test", test)):
         for kind in kinds:
             prefix = "test" if split == "test" else ("normal" if kind == "normal" else "tumor")
             counters[prefix] += 1
-            large = kind in ("micro", "normal") and (split, kind) not in large_done
-            large = large and not (split == "test" and kind == "normal")
-            if large:
-                large_done.add((split, kind))
+            large = (split, kind) in large_left
+            large_left.discard((split, kind))
             specs.append(
                 SlideSpec(
                     len(specs),
@@ -224,12 +224,15 @@ def _place_lesions(
                 continue
             cy, cx = ok[rng.integers(len(ok))] * paint_downsample
             poly = synth.lesion_polygon(rng, (float(cx), float(cy)), radius)
-            if spec.kind == "micro":
-                n_cells = int((_cell_fractions(poly) > 0.55).sum())
-                if not 1 <= n_cells <= MAX_MICRO_PATCHES or _cell_fractions(poly).max() > 0.98:
+            if spec.kind != "macro":
+                fractions = _cell_fractions(poly)
+                if spec.kind == "micro":
+                    n_cells = int((fractions > 0.55).sum())
+                    fits = 1 <= n_cells <= MAX_MICRO_PATCHES and fractions.max() <= 0.98
+                else:  # isolated tumour cells: no patch anywhere near half tumour
+                    fits = fractions.max() < 0.4
+                if not fits:
                     continue
-            if spec.kind == "itc" and _cell_fractions(poly).max() >= 0.4:
-                continue
             polygons.append(poly)
             # the next lesion goes elsewhere
             cv2.circle(
@@ -305,10 +308,9 @@ SECTION_CELLS = {
 def _stain(rng: np.random.Generator, spec: SlideSpec) -> dict:
     """The slide's staining and scanning (its centre's ranges) and its tissue make-up; some
     normal nodes are reactive: many germinal centres and histiocyte clusters."""
-    stain = {
-        key: (rng.uniform(*bounds) if len(bounds) == 2 else bounds)
-        for key, bounds in synth.CENTRES[spec.centre].items()
-    }
+    centre = synth.CENTRES[spec.centre]
+    stain = {key: rng.uniform(*bounds) for key, bounds in centre.items() if key != "tint"}
+    stain["tint"] = centre["tint"]  # fixed per centre
     reactive = rng.random() < 0.3
     stain["stroma"] = rng.uniform(0.12, 0.45)
     stain["follicles"] = rng.uniform(4.0, 9.0) if reactive else rng.uniform(1.0, 5.0)
