@@ -196,21 +196,21 @@ def calibrate(root: str | Path, max_patches_per_slide: int = 200) -> Path:
     write :data:`CALIBRATION_FILE`."""
     import openslide
 
+    from helpers.demo import CohortPaths
     from helpers.formats import read_coords
-    from helpers.layout import DEFAULT_PATCH_DIR
     from helpers.trident import read_patches
 
-    root = Path(root)
+    paths = CohortPaths(Path(root))
     encoder = StainStatsEncoder(calibrated=False)
     rows = []
-    patches_dir = root / "trident_processed" / DEFAULT_PATCH_DIR / "patches"
-    for coords_path in sorted(patches_dir.glob("*.h5")):
-        name = coords_path.name.removesuffix("_patches.h5")
+    for coords_path in sorted(paths.coords_dir.glob("*.h5")):
         attrs, coords = read_coords(coords_path)
         step = max(1, len(coords) // max_patches_per_slide)
-        wsi = root / "wsis" / f"{name}.tif"
+        wsi = paths.wsi(attrs["name"])
         with openslide.OpenSlide(str(wsi)) as slide:
-            batch = read_patches(slide, coords[::step], attrs["patch_size_level0"], 512, path=wsi)
+            batch = read_patches(
+                slide, coords[::step], attrs["patch_size_level0"], attrs["patch_size"], path=wsi
+            )
         rows.append(encoder.statistics(torch.from_numpy(batch).permute(0, 3, 1, 2)).numpy())
     stats = np.concatenate(rows).astype(np.float64)  # (n_patches, n_stats)
     eigenvalues, vectors = np.linalg.eigh(np.cov(stats.T))
