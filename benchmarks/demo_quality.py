@@ -30,6 +30,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from helpers.demo import CohortPaths, plan_cohort
+from helpers.formats import read_patch_labels
 from helpers.settings import seed_everything
 
 
@@ -40,8 +41,7 @@ def load(root: Path) -> pd.DataFrame:
     for spec in plan_cohort(0):
         with h5py.File(paths.features_path(spec.name), "r") as f:
             x = f["features"][:].astype(np.float32)
-        with h5py.File(paths.patch_labels_path(spec.name), "r") as f:
-            y = f["patch_labels"][:].astype(int).ravel()
+        y = read_patch_labels(paths.patch_labels_path(spec.name))
         rows.append(
             {"name": spec.name, "split": spec.split, "kind": spec.kind, "centre": spec.centre,
              "label": spec.label, "X": x, "y": y, "n": len(x), "n_pos": int(y.sum())}
