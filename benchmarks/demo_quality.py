@@ -69,7 +69,7 @@ class RecipeABMIL(torch.nn.Module):
         return self.classifier((att * x).sum(0)).squeeze()
 
 
-def recipe(table: pd.DataFrame, seed: int) -> dict[str, float]:
+def recipe(table: pd.DataFrame, seed: int, epochs: int = 5) -> dict[str, float]:
     train = table[table.split == "train"].reset_index(drop=True)
     test = table[table.split == "test"].reset_index(drop=True)
     idx_train, _ = train_test_split(
@@ -80,7 +80,7 @@ def recipe(table: pd.DataFrame, seed: int) -> dict[str, float]:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(seed)
-    for _epoch in range(5):
+    for _epoch in range(epochs):
         for i in rng.permutation(idx_train):
             opt.zero_grad()
             logit = model(torch.from_numpy(train.X[i]))

@@ -73,7 +73,7 @@ from helpers.layout import (
     mask_file,
 )
 
-COHORT_VERSION = 4  # the content: bump it when the files for a seed change (4: CAMELYON16 scale)
+COHORT_VERSION = 5  # the content: bump it when the files for a seed change (5: satellite foci)
 FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
 PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 20, 0.5
 PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 512
@@ -102,7 +102,7 @@ class SlideSpec:
     large: bool = False  # a large section (1,000 patches or more)
 
 
-DEFAULT_SIZES = ((18, 12), (22, 8))  # (normal, tumour) slides in train and in test
+DEFAULT_SIZES = ((24, 16), (22, 8))  # (normal, tumour) slides in train and in test
 #: (split, kind) whose first slide is a large section (1,000 patches or more)
 LARGE_SECTIONS = (("train", "normal"), ("train", "micro"), ("test", "micro"))
 
@@ -125,7 +125,7 @@ def plan_cohort(seed: int, sizes: tuple = DEFAULT_SIZES) -> list[SlideSpec]:
     """
     n_train, n_test = sizes
     rng = np.random.default_rng([seed, 0])
-    train = ["normal"] * n_train[0] + _tumour_kinds(n_train[1], micro_every=2)
+    train = ["normal"] * n_train[0] + _tumour_kinds(n_train[1], micro_every=3)
     test_labels = rng.permutation([0] * n_test[0] + [1] * n_test[1])
     test_kinds = iter(_tumour_kinds(n_test[1], micro_every=3))
     test = [next(test_kinds) if label else "normal" for label in test_labels]
@@ -197,15 +197,26 @@ class CohortPaths(TridentLayout):
 #: clusters smaller than half a patch (slide positive, no positive patch).
 LESION_RADIUS_UM = {"macro": (1100.0, 1900.0), "micro": (130.0, 300.0), "itc": (30.0, 60.0)}
 MAX_MICRO_PATCHES = 4
+#: Satellite foci around a macro-metastasis: how many, their radius in micrometres, and the
+#: most patches each may cover (as CAMELYON16's macro slides, which often hold small foci
+#: beside the main lesion, each a lesion of its own in the FROC).
+SATELLITES = (2, 5)
+SATELLITE_RADIUS_UM = (90.0, 170.0)
+MAX_SATELLITE_PATCHES = 2
+#: Cellularity of a satellite focus (share of a solid nest's tumour cells, the rest of it
+#: lymph node): some infiltrate the node as scattered cells, as lobular carcinoma does,
+#: and are much harder to see than the main lesion.
+SATELLITE_CELLULARITY = (0.25, 1.0)
 
 
 def _place_lesions(
     rng: np.random.Generator, spec: SlideSpec, tissue: np.ndarray
-) -> list[np.ndarray]:
-    """Tumour polygons (level-0 x, y) inside the tissue: one or two macro lesions, one micro
+) -> tuple[list[np.ndarray], list[float]]:
+    """Tumour polygons (level-0 x, y) inside the tissue and the cellularity of each (1 for a
+    solid lesion): one or two macro lesions with two to five satellite foci, one micro
     lesion of 1-4 patches, or one to three ITC clusters."""
     if spec.kind == "normal":
-        return []
+        return [], []
     paint_downsample = synth.PAINT_DOWNSAMPLE
     um_to_level0 = 1.0 / MPP
     depth = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 5)
@@ -245,6 +256,37 @@ def _place_lesions(
             break
     if not polygons:  # pragma: no cover - the sizes above always fit
         raise RuntimeError(f"{spec.name}: could not place a {spec.kind} lesion")
+    cellularity = [1.0] * len(polygons)
+    if spec.kind == "macro":
+        satellites = _place_satellites(rng, depth)
+        polygons += satellites
+        cellularity += [float(rng.uniform(*SATELLITE_CELLULARITY)) for _ in satellites]
+    return polygons, cellularity
+
+
+def _place_satellites(rng: np.random.Generator, depth: np.ndarray) -> list[np.ndarray]:
+    """Small foci (level-0 polygons) away from the lesions already placed (``depth``: the
+    distance to the tissue edge, zero around those lesions); each covers 1 to
+    ``MAX_SATELLITE_PATCHES`` patches at least half, and the foci keep two patches apart.
+    A section too small for all of them gets fewer."""
+    paint_downsample = synth.PAINT_DOWNSAMPLE
+    gap = 2 * PATCH_SIZE_LEVEL0 / paint_downsample
+    polygons = []
+    for _ in range(int(rng.integers(SATELLITES[0], SATELLITES[1] + 1))):
+        for _attempt in range(200):
+            radius = rng.uniform(*SATELLITE_RADIUS_UM) / MPP
+            ok = np.argwhere(depth > 1.25 * radius / paint_downsample)
+            if len(ok) == 0:
+                break
+            cy, cx = ok[rng.integers(len(ok))] * paint_downsample
+            poly = synth.lesion_polygon(rng, (float(cx), float(cy)), radius)
+            n_cells = int((_cell_fractions(poly) > 0.55).sum())
+            if not 1 <= n_cells <= MAX_SATELLITE_PATCHES:
+                continue
+            polygons.append(poly)
+            centre = (int(cx / paint_downsample), int(cy / paint_downsample))
+            cv2.circle(depth, centre, int(radius / paint_downsample + gap), 0.0, -1)
+            break
     return polygons
 
 
@@ -331,15 +373,19 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
     tissue = synth.tissue_shape(rng, shape, margin=PATCH_SIZE_LEVEL0 // paint_downsample + 4)
     # the annotation follows the tissue edge: outline (lesion AND tissue); the texture, the
     # XML and the mask all come from that one outline
-    lesions = (
-        rasterise(
-            shape, _place_lesions(rng, spec, tissue), paint_downsample, pixel_centres=False
-        ).astype(bool)
-        & tissue
-    )
+    placed, cellularity = _place_lesions(rng, spec, tissue)
+    lesions = rasterise(shape, placed, paint_downsample, pixel_centres=False).astype(bool) & tissue
     polygons = outline(lesions, paint_downsample)
     tumor = rasterise(shape, polygons, paint_downsample, pixel_centres=False).astype(bool)
-    painted = synth.paint_section(rng, tissue, tumor, _stain(rng, spec))
+    percent = np.full(shape, 100, np.uint8)  # tumour cells in percent: solid but in sparse foci
+    for poly, share in zip(placed, cellularity, strict=True):
+        if share < 1.0:
+            fill_polygons(
+                percent, [poly], round(100 * share), paint_downsample, pixel_centres=False
+            )
+    painted = synth.paint_section(
+        rng, tissue, tumor, _stain(rng, spec), cellularity=percent.astype(np.float32) / 100
+    )
 
     # slide pyramid: level 2 (downsample 4) is the painting itself
     top = [

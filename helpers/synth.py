@@ -144,6 +144,7 @@ def paint_section(
     tissue: np.ndarray,
     tumor: np.ndarray,
     stain: dict[str, float],
+    cellularity: np.ndarray | None = None,
 ) -> np.ndarray:
     """Paint an H&E section at 2 um/px.
 
@@ -154,12 +155,14 @@ def paint_section(
         stain: per-slide staining and scanning: ``h`` and ``e`` strengths, ``hue`` shift,
             ``blur`` (px), ``tint`` (3 optical densities), ``stroma`` share, ``follicles``
             density and ``histiocytes`` (expected clusters per mm^2 of tissue).
+        cellularity: float ``(H, W)`` in [0, 1], the share of tumour cells where ``tumor``
+            holds (1, a solid nest, if ``None``); the rest is lymph node.
 
     Returns:
         RGB image, uint8 of shape ``(H, W, 3)``.
     """
     # the steps draw from ``rng`` in this order: changing it changes every slide
-    parts = _compartments(rng, tissue, tumor, stain)
+    parts = _compartments(rng, tissue, tumor, stain, cellularity)
     hema, eos_cells = _lymph_node_nuclei(rng, parts)
     nests = _tumour_nuclei(rng, tumor, parts.tum, hema)
     eos = _eosin(rng, parts, nests) + eos_cells
@@ -167,7 +170,11 @@ def paint_section(
 
 
 def _compartments(
-    rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, stain: dict[str, float]
+    rng: np.random.Generator,
+    tissue: np.ndarray,
+    tumor: np.ndarray,
+    stain: dict[str, float],
+    cellularity: np.ndarray | None = None,
 ) -> _Compartments:
     """Capsule, stroma, germinal centres and their mantles, histiocyte clusters, tumour and
     lymphoid tissue."""
@@ -184,6 +191,8 @@ def _compartments(
     near_stroma = np.argwhere((stroma > 0.3) & (border > px(60)) & ~tumor)[::7]
     histio = _clusters(rng, near_stroma, shape, stain["histiocytes"] * mm2) * tf
     tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 0.75)
+    if cellularity is not None:
+        tum *= cv2.GaussianBlur(cellularity.astype(np.float32), (0, 0), 0.75)
     lymphoid = np.clip(tf - stroma - capsule, 0, 1)
     return _Compartments(tf, capsule, stroma, gc, mantle, histio, tum, lymphoid, 1.0 - tum)
 
