@@ -197,9 +197,12 @@ class CohortPaths(TridentLayout):
 #: clusters smaller than half a patch (slide positive, no positive patch).
 LESION_RADIUS_UM = {"macro": (1100.0, 1900.0), "micro": (130.0, 300.0), "itc": (30.0, 60.0)}
 MAX_MICRO_PATCHES = 4
-#: Satellite foci around a macro-metastasis: how many, their radius in micrometres, and the
-#: most patches each may cover (as CAMELYON16's macro slides, which often hold small foci
-#: beside the main lesion, each a lesion of its own in the FROC).
+#: Satellite foci around a macro-metastasis: how many are drawn, their radius in
+#: micrometres, and the most patches each may cover (as CAMELYON16's macro slides, which
+#: often hold small foci beside the main lesion, each a lesion of its own in the FROC). They
+#: keep well away from the main lesion, so a small section has room for fewer or none: in
+#: the seed-0 cohort 8 of the 15 macro slides got 1-3 (XML regions per slide, main included:
+#: 1-4).
 SATELLITES = (2, 5)
 SATELLITE_RADIUS_UM = (90.0, 170.0)
 MAX_SATELLITE_PATCHES = 2
