@@ -11,12 +11,14 @@
     DIR/trident_processed/20x_512px_0px_overlap/features_demo_stats/<name>.h5
     DIR/trident_processed/20x_512px_0px_overlap/patch_labels/<name>.h5
 
-60 slides (train: 18 ``normal_NNN`` + 12 ``tumor_NNN``; test: 30 ``test_NNN``, 8 of them
+70 slides (train: 24 ``normal_NNN`` + 16 ``tumor_NNN``; test: 30 ``test_NNN``, 8 of them
 tumour), from two centres (``SlideSpec.centre``: stain, scanner blur and background differ).
-Tumour slides hold macro-metastases (20-60% of the patches), micro-metastases (1-4 tumour
-patches, at most 1% of a bag of 400-1,300) or, one per split, isolated tumour cells only
-(clusters smaller than half a patch: a positive slide without a positive patch). Bags hold
-about 280 patches on average; three sections are larger than 1,000 patches. Normal nodes
+Tumour slides hold macro-metastases (about 30-55% of the patches; where the section has room,
+up to five small satellite foci beside the main lesion, some of them scattered tumour cells
+among lymphocytes), micro-metastases (1-4 tumour patches, at most 1% of a bag of
+400-1,300) or, one per split, isolated tumour cells only (clusters smaller than half a
+patch: a positive slide without a positive patch). Bags hold about 260 patches on average;
+three sections are larger than 1,000 patches. Normal nodes
 carry benign look-alikes (germinal centres, sinus-histiocyte clusters). The slides are
 painted by :mod:`helpers.synth`; the h5 files are computed from their pixels by
 :mod:`helpers.trident` and :mod:`helpers.encoder`, and the patch labels from the masks by

@@ -5,20 +5,21 @@ spread them over 384 dimensions) and on the pixels.
 Patches are read from the slides as the cohort reads them (level 0, 512 px, 0.5 um/px):
 up to 24 tumour and 24 other patches, evenly spaced, from each macro- and micro-metastasis
 slide, and 12 from each normal slide. Measured on the demo cohort (seed 0, cohort version
-4, 60 slides), single statistics against the patch labels of the tumour slides (AUROC):
+5, 70 slides), single statistics against the patch labels of the tumour slides (AUROC):
 
 - the energy of the hematoxylin filters at the coarsest scale (8 um/px: nests and large
   nuclei) separates tumour patches best: 0.97-0.99 for the six filters; at 4 um/px
-  0.81-0.93, at 2 um/px only 0.51-0.67;
-- the eosin mean reaches 0.90, the hematoxylin mean only 0.68 (tumour is not just "more
-  purple"); the eosin filters at 8 um/px 0.66-0.75;
+  0.85-0.95, at 2 um/px only 0.52-0.71;
+- the eosin mean reaches 0.86, the hematoxylin mean only 0.66 (tumour is not just "more
+  purple"); the eosin filters at 8 um/px 0.61-0.73;
 - within each centre the best statistic still reaches 0.99 (A) and 0.99 (B); the centres
-  differ in the eosin of their tumour-free patches (AUROC 0.70 between centres);
-- look-alikes: on the best statistic, 7 of the 40 normal slides hold a sampled patch above
-  the 5th percentile of the tumour patches (4% of their patches), none above the median;
+  differ in the eosin of their tumour-free patches (AUROC 0.72 between centres);
+- look-alikes: on the best statistic, 7 of the 46 normal slides hold a sampled patch above
+  the 5th percentile of the tumour patches (3% of their patches), none above the median;
 - the pixels inside the tumour mask are darker than the other tissue of the same slide on
-  all 18 metastasis slides (grey level lower by 2-15 of 255), above all in green (lower by
-  7-24: more eosin), not paler.
+  21 of the 22 metastasis slides of version 5 (grey level lower by 1-12 of 255; on
+  tumor_004 higher by 1), above all in green (lower by 6-20 on all 22: more eosin), never
+  clearly paler.
 
 Re-measure: load this file as a module (``importlib``), then
 ``sample = sample_statistics(Path("data/demo"))`` and
@@ -215,7 +216,9 @@ def test_tumour_pixels_are_darker_and_pinker_not_paler(demo_settings, demo_dir):
     pairs = [_colour_inside_and_outside(cfg, n) for n in names]
     inside, outside = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     darker = outside.mean(1) - inside.mean(1)  # grey level, tumour below the other tissue
-    assert (darker > 0.5).all(), dict(zip(names, darker.round(2), strict=True))
+    # darker on most slides, and nowhere clearly paler
+    assert (darker > 0.5).mean() >= 0.9, dict(zip(names, darker.round(2), strict=True))
+    assert np.median(darker) > 3 and (darker > -2).all(), darker.round(2)
     green = outside[:, 1] - inside[:, 1]  # eosin absorbs green
     assert (green > 5).all(), dict(zip(names, green.round(2), strict=True))
     assert (green > darker).all()
