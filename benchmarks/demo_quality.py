@@ -1,7 +1,8 @@
 """How hard and how realistic the demo cohort is (issue 11): bag sizes, tumour shares, a
 patch-level linear probe and the earlier tutorial's five-epoch ABMIL recipe.
 
-    PYTHONPATH=. python benchmarks/demo_quality.py [--root data/demo] [--seeds 0 1 2]
+    PYTHONPATH=. python benchmarks/demo_quality.py [--root data/demo] [--seeds 0 1 2 3 4 5]
+        [--epochs 5]
 
 Prints, and exits with 1 if a goal is missed:
 
@@ -12,7 +13,9 @@ Prints, and exits with 1 if a goal is missed:
 - recipe: the earlier tutorial's ABMIL (no hidden layer; attention ``w^T tanh(V x)`` and a
   linear classifier on the attention-pooled features), Adam lr 1e-4, batch size 1, 5
   epochs, trained on a stratified 80% of ``train.csv`` and scored on ``test.csv`` at
-  threshold 0.5: accuracy (goal >= 0.85 averaged over seeds), F1 and AUROC.
+  threshold 0.5: accuracy (goal >= 0.85 averaged over the seeds, six by default: the
+  recipe is sensitive to its initial weights), F1 and AUROC. ``--epochs`` changes the five
+  epochs (to check that a bad seed is not just short of steps).
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ def recipe(table: pd.DataFrame, seed: int, epochs: int = 5) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("data/demo"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args(argv)
     table = load(args.root)
     failures = []
@@ -133,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({y_test.sum()} tumour)")  # fmt: skip
     failures += ["probe AUROC < 0.95"] * int(probe_auroc < 0.95)
 
-    results = pd.DataFrame({seed: recipe(table, seed) for seed in args.seeds}).T
-    print("earlier tutorial's recipe (5 epochs, lr 1e-4, batch 1, no hidden layer):")
+    results = pd.DataFrame({seed: recipe(table, seed, args.epochs) for seed in args.seeds}).T
+    print(f"earlier tutorial's recipe ({args.epochs} epochs, lr 1e-4, batch 1, no hidden layer):")
     print(results.to_string())
     acc = results.accuracy.astype(float).mean()
     print(f"mean accuracy {acc:.3f}, F1 {results.f1.astype(float).mean():.3f}, "
