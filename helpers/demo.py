@@ -273,7 +273,7 @@ def _place_satellites(rng: np.random.Generator, depth: np.ndarray) -> list[np.nd
     """Small foci (level-0 polygons) away from the lesions already placed (``depth``: the
     distance to the tissue edge, zero around those lesions); each covers 1 to
     ``MAX_SATELLITE_PATCHES`` patches at least half, and the foci keep two patches apart.
-    A section too small for all of them gets fewer."""
+    A section too small for all of them gets fewer, or none."""
     paint_downsample = synth.PAINT_DOWNSAMPLE
     gap = 2 * PATCH_SIZE_LEVEL0 / paint_downsample
     polygons = []
