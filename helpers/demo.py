@@ -50,6 +50,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -425,14 +426,30 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
 # ---------------------------------------------------------------------------------------
 # one slide: TRIDENT's steps on the written pixels
 # ---------------------------------------------------------------------------------------
+@contextmanager
+def _one_torch_thread():
+    """Run the block on one torch thread: a convolution split over several threads sums in
+    another order, which moves a few float16 features by one step, so the features would
+    depend on the machine's cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
-    """Thumbnail, tissue segmentation, patch grid and features, from the slide's pixels."""
+    """Thumbnail, tissue segmentation, patch grid and features, from the slide's pixels
+    (features on one torch thread, so byte-identical on every machine)."""
     import openslide
 
     from helpers import trident
     from helpers.encoder import StainStatsEncoder
 
-    with openslide.OpenSlide(str(paths.wsi(spec.name))) as slide:
+    with openslide.OpenSlide(str(paths.wsi(spec.name))) as slide, _one_torch_thread():
         trident.save_thumbnail(slide, paths.thumbnail_path(spec.name))
         tissue, downsample = trident.segment_tissue(slide)
         attrs = trident.coords_attributes(
@@ -795,15 +812,8 @@ class _WorkerPool:
 def _build_slides(todo: list[SlideSpec], root: Path, seed: int, workers: int, on_done) -> None:
     """Build ``todo``; ``on_done(name, records)`` runs in this process after each slide."""
     if workers == 1 or len(todo) <= 1:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for s in todo:
-                on_done(s.name, _build_one(s, str(root), seed))
-        finally:
-            torch.set_num_threads(threads)
+        for s in todo:  # process_slide runs torch on one thread
+            on_done(s.name, _build_one(s, str(root), seed))
         return
     import queue
 
