@@ -161,8 +161,12 @@ def paint_section(
     Returns:
         RGB image, uint8 of shape ``(H, W, 3)``.
     """
+    # tumour share of each pixel, slightly blurred: 1 in a solid nest
+    tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 0.75)
+    if cellularity is not None:
+        tum *= cv2.GaussianBlur(cellularity.astype(np.float32), (0, 0), 0.75)
     # the steps draw from ``rng`` in this order: changing it changes every slide
-    parts = _compartments(rng, tissue, tumor, stain, cellularity)
+    parts = _compartments(rng, tissue, tumor, tum, stain)
     hema, eos_cells = _lymph_node_nuclei(rng, parts)
     nests = _tumour_nuclei(rng, tumor, parts.tum, hema)
     eos = _eosin(rng, parts, nests) + eos_cells
@@ -170,14 +174,10 @@ def paint_section(
 
 
 def _compartments(
-    rng: np.random.Generator,
-    tissue: np.ndarray,
-    tumor: np.ndarray,
-    stain: dict[str, float],
-    cellularity: np.ndarray | None = None,
+    rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, tum: np.ndarray, stain: dict
 ) -> _Compartments:
-    """Capsule, stroma, germinal centres and their mantles, histiocyte clusters, tumour and
-    lymphoid tissue."""
+    """Capsule, stroma, germinal centres and their mantles, histiocyte clusters, tumour
+    (``tum``, its share of each pixel) and lymphoid tissue."""
     shape = tissue.shape
     tf = tissue.astype(np.float32)
     border = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 3)
@@ -190,9 +190,6 @@ def _compartments(
     gc, mantle = _follicles(rng, inner, tf, stain["follicles"] * mm2 / 4.0)
     near_stroma = np.argwhere((stroma > 0.3) & (border > px(60)) & ~tumor)[::7]
     histio = _clusters(rng, near_stroma, shape, stain["histiocytes"] * mm2) * tf
-    tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 0.75)
-    if cellularity is not None:
-        tum *= cv2.GaussianBlur(cellularity.astype(np.float32), (0, 0), 0.75)
     lymphoid = np.clip(tf - stroma - capsule, 0, 1)
     return _Compartments(tf, capsule, stroma, gc, mantle, histio, tum, lymphoid, 1.0 - tum)
 
