@@ -355,14 +355,17 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-#: ten small test sections (no large one: a large level 0 is a burst of disk writes, and a
-#: process in the middle of one exits only when the disk lets it, 17 s once in CI)
+#: ten small test sections: still building when interrupted, whatever the machine
 SMALL_BUILD = ((0, 0), (10, 0))
 SMALL_NAMES = {f"test_{i:03d}" for i in range(1, 11)}
 
 
 def _start_build(out: Path) -> tuple[subprocess.Popen, list[int]]:
+    # Ctrl-C raises KeyboardInterrupt in the build, as in a Jupyter kernel, even when the
+    # tests run in a background job (a shell starts those with SIGINT ignored, and Python
+    # keeps a signal ignored that it inherits: the build would never see the interrupt)
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "from helpers import demo; "
         f"demo.make_cohort({str(out)!r}, seed=1, sizes={SMALL_BUILD}, workers=2, quiet=True)"
     )
