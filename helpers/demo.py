@@ -219,8 +219,8 @@ def _place_lesions(
     rng: np.random.Generator, spec: SlideSpec, tissue: np.ndarray
 ) -> tuple[list[np.ndarray], list[float]]:
     """Tumour polygons (level-0 x, y) inside the tissue and the cellularity of each (1 for a
-    solid lesion): one or two macro lesions with two to five satellite foci, one micro
-    lesion of 1-4 patches, or one to three ITC clusters."""
+    solid lesion): one or two macro lesions with up to five satellite foci where the section
+    has room, one micro lesion of 1-4 patches, or one to three ITC clusters."""
     if spec.kind == "normal":
         return [], []
     paint_downsample = synth.PAINT_DOWNSAMPLE
