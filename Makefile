@@ -1,8 +1,13 @@
 # Build, test and lint the book. GNU make.
 #
 #   make book    install, make the demo cohort, execute every chapter, build book/_build/html
-#   make test    unit tests, every notebook end-to-end (nbval) on the demo cohort and on the
-#                rehearsal folders (tests/rehearsal.py), the book, the site check
+#   make test    unit tests, every chapter with its exercises' solutions on the demo cohort,
+#                every notebook end-to-end (nbval) on the rehearsal folders (tests/rehearsal.py),
+#                the book (only if a source changed since `make book`), the site check
+#   make colab   every chapter on a Colab-like runtime (Python 3.13, Colab's torch, numpy,
+#                pandas, scikit-learn and h5py installed first, the package on top)
+#   make perturbed  every chapter under another numeric back end (MKL_CBWR, ATEN_CPU_CAPABILITY)
+#   make help    every target, one line each
 #   make lint    ruff check + ruff format --check of the package, tests, benchmarks and
 #                book/_ext, and ruff check of the chapters' code (notebooks/*.ipynb)
 #
@@ -54,37 +59,71 @@ NOTEBOOK_EXPORT = $(PY) book/_ext/myst_to_notebook.py --out notebooks
 notebooks: $(STAMP)
 	$(NOTEBOOK_EXPORT) $(CHAPTERS)
 
-# Python 3.13 (Colab's Python since August 2026) in its own virtual environment (inside
-# $(VENV)/, so git and ruff ignore it): torch first, then the package (which must keep that
-# torch), the demo cohort, the unit tests and two chapters end to end.
-# PyPI's Linux torch wheels are CUDA builds (GBs), so PY313_TORCH names the CPU wheel index;
-# point it at a local wheel where that index cannot be reached.
-PY313 ?= python3.13
-PY313_VENV ?= $(VENV)/py313
-PY313_TORCH ?= torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-PY313_CHAPTERS ?= notebooks/00-introduction.ipynb notebooks/04-abmil.ipynb
-PY313_PY = $(PY313_VENV)/bin/python
-PY313_TORCH_VERSION = $(PY313_PY) -c "import torch; print(torch.__version__)"
+# Colab's runtime (August 2026): Python 3.13 with torch 2.11, numpy 2.1.3, pandas 2.2.3,
+# scikit-learn 1.6.1 and h5py 3.16 preinstalled. In its own virtual environment (inside
+# $(VENV)/, so git and ruff ignore it): those first, then the package installed as Colab's
+# first cell does (not editable; it must keep them), then every chapter from an empty data
+# folder (setup()'s fast start), as a reader on Colab runs them.
+# PyPI's Linux torch wheels are CUDA builds (about 4 GB); they run on a CPU all the same.
+COLAB_PYTHON ?= python3.13
+COLAB_VENV ?= $(VENV)/colab
+COLAB_PINS ?= torch==2.11.0 numpy==2.1.3 pandas==2.2.3 scikit-learn==1.6.1 h5py==3.16.0
+COLAB_DATA ?= $(COLAB_VENV)/data/demo
+COLAB_PY = $(COLAB_VENV)/bin/python
+COLAB_VERSIONS = $(COLAB_PY) -c "import importlib.metadata as m; \
+	print(*(m.version(p) for p in ('torch', 'numpy', 'pandas', 'scikit-learn', 'h5py')))"
 
-.PHONY: py313
-py313:
-	@test -x $(PY313_PY) || $(PY313) -m venv $(PY313_VENV)
-	@$(PY313_PY) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
-	$(PY313_PY) -m pip install --quiet $(PY313_TORCH)
-	@before=$$($(PY313_TORCH_VERSION)) && \
-	$(PY313_PY) -m pip install --quiet -e ".[book,test]" && \
-	after=$$($(PY313_TORCH_VERSION)) && \
-	if [ "$$before" != "$$after" ]; then echo "torch $$before was replaced by $$after"; exit 1; fi
-	$(call timed,python 3.13: demo cohort,$(PY313_PY) -m helpers.demo)
-	$(call timed,python 3.13: unit tests,$(PY313_PY) -m pytest -q -m "not site" tests)
-	$(call timed,python 3.13: two chapters (nbval),$(PY313_PY) -m pytest -p no:cacheprovider \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) \
-		$(PY313_CHAPTERS))
+.PHONY: colab py313 perturbed help
+colab:
+	@test -x $(COLAB_PY) || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	@$(COLAB_PY) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
+	$(COLAB_PY) -m pip install --quiet $(COLAB_PINS) nbval ipykernel
+	@before=$$($(COLAB_VERSIONS)) && \
+	$(COLAB_PY) -m pip install --quiet . && \
+	after=$$($(COLAB_VERSIONS)) && \
+	if [ "$$before" != "$$after" ]; then echo "installing the package replaced $$before with $$after"; exit 1; fi; \
+	echo "kept torch numpy pandas scikit-learn h5py: $$after"
+	rm -rf $(COLAB_DATA)
+	$(call timed,colab-like runtime: every chapter (nbval),MIL_BOOK_DEMO_DIR=$(abspath $(COLAB_DATA)) \
+		$(COLAB_PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) notebooks/)
+
+# (the earlier name of `make colab`)
+py313: colab
+
+# Every chapter under another numeric back end than this CPU's own: MKL's AVX2 code path and
+# ATen's portable kernels, so training rounds differently than in `make test`. The demo's
+# features do not change (tests/test_determinism.py); the chapters' checks must hold anyway.
+PERTURBED_ENV ?= MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=default
+PERTURBED_DATA ?= data/perturbed/demo
+perturbed: $(STAMP)
+	rm -rf $(PERTURBED_DATA)
+	$(call timed,perturbed back end ($(PERTURBED_ENV)): every chapter (nbval),\
+		$(PERTURBED_ENV) MIL_BOOK_DEMO_DIR=$(abspath $(PERTURBED_DATA)) $(NBVAL_CMD))
+
+help:
+	@echo "make book        install, make the demo cohort, execute every chapter, build the site"
+	@echo "make test        unit tests, chapters + solutions, rehearsal folders, book, site check"
+	@echo "make unit-tests  the unit tests alone (a few minutes)"
+	@echo "make solutions   every chapter with its exercises' solutions appended (demo cohort)"
+	@echo "make nbval       every notebook end-to-end on the rehearsal folders"
+	@echo "make colab       every chapter on a Colab-like runtime (Python 3.13, torch 2.11)"
+	@echo "make perturbed   every chapter under another numeric back end"
+	@echo "make cohort      the demo cohort (python -m helpers.demo)"
+	@echo "make rehearsal   the rehearsal folders (tests/rehearsal.py)"
+	@echo "make notebooks   regenerate notebooks/ from book/"
+	@echo "make sync-check  notebooks/ equal to what book/ generates"
+	@echo "make site-test   the built site in headless Chromium"
+	@echo "make lint        ruff check and format check"
+	@echo "make format      ruff fix and format"
+	@echo "make clean       the built site and caches; make distclean: also .venv and data"
 
 sync-check: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_notebook_sync.py
 
-UNIT_CMD = $(PY) -m pytest -m "not site" tests
+UNIT_CMD = $(PY) -m pytest -m "not site and not chapters" tests
+# Every chapter as its notebook, with its exercises' solutions appended (tests/test_solutions.py)
+SOLUTIONS_CMD = $(PY) -m pytest -p no:cacheprovider -m chapters tests/test_solutions.py
 NBVAL_CMD = $(PY) -m pytest -p no:cacheprovider --nbval-lax \
 	--nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) notebooks/
 BOOK_CMD = $(VENV)/bin/jupyter-book build book $(JB_FLAGS)
@@ -101,8 +140,31 @@ NBVAL_REHEARSAL_CMD = $(REHEARSAL_ENV) && $(NBVAL_CMD)
 NBVAL_NOLABELS_CMD = $(REHEARSAL_NOLABELS_ENV) && $(NBVAL_CMD)
 SITE_CMD = $(PY) -m pytest -m site tests/test_site.py
 
-book: $(STAMP) cohort
+# The site is rebuilt (every chapter executed) when a source of it changed since the last
+# successful build: a chapter, the book's configuration, the package, the demo's arrays, the
+# demo cohort's manifest or a MIL_BOOK_* setting. So `make test` after `make book` does not
+# execute every chapter a second time for nothing.
+BOOK_STAMP = book/_build/.mil-book-built
+BOOK_SETTINGS = book/_build/.mil-book-settings
+BOOK_SOURCES = $(CHAPTERS) book/workshop.md book/_config.yml book/_toc.yml \
+	$(wildcard book/_ext/*.py helpers/*.py helpers/*.npz data/demo/cohort.json) pyproject.toml
+
+book: $(STAMP) cohort $(BOOK_STAMP)
+
+$(BOOK_STAMP): $(BOOK_SOURCES) $(BOOK_SETTINGS)
 	$(call timed,jupyter-book build,$(BOOK_CMD))
+	@touch $@
+
+# (rewritten only when the MIL_BOOK_* settings differ from the last build's)
+$(BOOK_SETTINGS): FORCE
+	@mkdir -p $(@D); s="$$(env | grep '^MIL_BOOK_' | sort)"; \
+	if [ ! -f $@ ] || [ "$$s" != "$$(cat $@)" ]; then printf '%s\n' "$$s" > $@; fi
+
+.PHONY: FORCE solutions
+FORCE:
+
+solutions: $(STAMP) cohort
+	$(call timed,every chapter with its solutions,$(SOLUTIONS_CMD))
 
 unit-tests: $(STAMP)
 	$(call timed,unit tests,$(UNIT_CMD))
@@ -110,23 +172,23 @@ unit-tests: $(STAMP)
 rehearsal: $(STAMP)
 	$(call timed,rehearsal folders,$(REHEARSAL_ENV) && $(REHEARSAL_NOLABELS_ENV))
 
-nbval: $(STAMP) cohort rehearsal
-	$(call timed,notebooks end-to-end (nbval),$(NBVAL_CMD))
+nbval: $(STAMP) rehearsal
 	$(call timed,notebooks end-to-end on the rehearsal folder (nbval),$(NBVAL_REHEARSAL_CMD))
 	$(call timed,notebooks end-to-end without patch labels (nbval),$(NBVAL_NOLABELS_CMD))
 
 site-test: $(STAMP)
 	$(call timed,site check (headless chromium),$(SITE_CMD))
 
-# The README's test command: unit tests, every notebook end-to-end (on the demo cohort, then
-# on the rehearsal folders with and without patch labels), the book (which executes every
-# chapter again, as the site shows it), then the built site in headless Chromium.
+# The README's test command: unit tests, every chapter's notebook with its exercises'
+# solutions on the demo cohort, every notebook on the rehearsal folders with and without patch
+# labels, the book (built only if `make book` has not built it from these sources), then the
+# built site in headless Chromium.
 test: $(STAMP) cohort rehearsal
 	$(call timed,unit tests,$(UNIT_CMD))
-	$(call timed,notebooks end-to-end (nbval),$(NBVAL_CMD))
+	$(call timed,every chapter with its solutions,$(SOLUTIONS_CMD))
 	$(call timed,notebooks end-to-end on the rehearsal folder (nbval),$(NBVAL_REHEARSAL_CMD))
 	$(call timed,notebooks end-to-end without patch labels (nbval),$(NBVAL_NOLABELS_CMD))
-	$(call timed,jupyter-book build,$(BOOK_CMD))
+	@$(MAKE) --no-print-directory $(BOOK_STAMP)
 	$(call timed,site check (headless chromium),$(SITE_CMD))
 	@echo "==> make test: all steps passed"
 

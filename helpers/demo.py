@@ -76,7 +76,7 @@ from helpers.layout import (
     mask_file,
 )
 
-COHORT_VERSION = 5  # the content: bump it when the files for a seed change (5: satellite foci)
+COHORT_VERSION = 6  # the content: bump it when the files for a seed change (5: satellite foci; 6: features in float64)
 FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
 PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 20, 0.5
 PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 512
@@ -442,9 +442,14 @@ def _one_torch_thread():
 
 
 def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
-    """Thumbnail, tissue segmentation, patch grid and features, from the slide's pixels
-    (features on one torch thread, so byte-identical on every machine)."""
+    """Thumbnail, tissue segmentation, patch grid and features, from the slide's pixels.
+
+    The features are computed in float64 and rounded once to the float16 that is stored
+    (numpy's conversion rounds directly, not through float32): float32 arithmetic rounds
+    differently on each CPU's kernels, so the stored bytes would depend on the machine.
+    """
     import openslide
+    import torch
 
     from helpers import trident
     from helpers.encoder import StainStatsEncoder
@@ -460,7 +465,11 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
         )
         trident.save_coords(paths.coords_path(spec.name), coords_level0, attrs)
         feats = trident.extract_features(
-            slide, coords_level0, attrs, StainStatsEncoder(), path=paths.wsi(spec.name)
+            slide,
+            coords_level0,
+            attrs,
+            StainStatsEncoder(dtype=torch.float64),
+            path=paths.wsi(spec.name),
         )
         trident.save_features(  # float16, as TRIDENT v0.3.0 writes them
             paths.features_path(spec.name),

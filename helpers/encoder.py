@@ -42,7 +42,7 @@ from helpers import stains
 # Ruifrok & Johnston stain matrix (rows: hematoxylin, eosin, residual), RGB optical density
 _STAINS = torch.tensor([stains.HEMATOXYLIN, stains.EOSIN, stains.RESIDUAL], dtype=torch.float64)
 _STAINS = _STAINS / _STAINS.norm(dim=1, keepdim=True)
-_UNMIX = torch.linalg.inv(_STAINS).to(torch.float32)  # OD (rgb) @ _UNMIX -> concentrations
+_UNMIX = torch.linalg.inv(_STAINS)  # float64: OD (rgb) @ _UNMIX -> concentrations
 
 #: Fixed centring and whitening of the statistics, measured by :func:`calibrate`.
 CALIBRATION_FILE = Path(__file__).with_name("encoder_calibration.npz")
@@ -56,7 +56,9 @@ N_FILTERS, N_SCALES, N_STAINS = 6, 3, 2
 N_STATS = 4 * N_FILTERS * N_SCALES * N_STAINS + 5
 
 
-def filter_bank(sigma: float = 1.2, half: int = 3) -> torch.Tensor:
+def filter_bank(
+    sigma: float = 1.2, half: int = 3, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Gaussian-derivative filters ``(6, 1, 2 * half + 1, 2 * half + 1)``: Laplacian of
     Gaussian (blobs: nuclei), the three second derivatives ``xx, yy, xy`` (ridges: fibres,
     rims) and the two first derivatives ``x, y`` (edges), each with zero mean."""
@@ -71,17 +73,17 @@ def filter_bank(sigma: float = 1.2, half: int = 3) -> torch.Tensor:
     bank = [-(gxx + gyy), gxx, gyy, gxy, -xx / s2 * g, -yy / s2 * g]
     bank = [k - k.mean() for k in bank]
     bank = [k / k.abs().sum() for k in bank]
-    return torch.stack(bank).unsqueeze(1).float()
+    return torch.stack(bank).unsqueeze(1).to(dtype)
 
 
-def hadamard_mixing(n_stats: int, dim: int) -> torch.Tensor:
+def hadamard_mixing(n_stats: int, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A fixed ``(n_stats, dim)`` matrix of +-1 / sqrt(n_stats): columns 1.. of a Sylvester
     Hadamard matrix (exact integers, the same on every machine). Its rows are every third
     row, so that they use all the bits of the column index: with the first ``n_stats`` rows
     of an order-512 matrix, columns ``j`` and ``j + 256`` would be equal."""
     order = 2 ** math.ceil(math.log2(max(3 * n_stats, dim + 1)))
     h = scipy.linalg.hadamard(order)[np.arange(n_stats) * 3, 1 : dim + 1]
-    return torch.tensor(h / math.sqrt(n_stats), dtype=torch.float32)
+    return torch.tensor(h / math.sqrt(n_stats), dtype=dtype)
 
 
 def load_calibration(path: Path = CALIBRATION_FILE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,22 +104,45 @@ class StainStatsEncoder(torch.nn.Module):
     The patch is first average-pooled by ``pool`` (4 turns a 20x patch, 0.5 um/px, into
     2 um/px).
 
+    ``dtype`` is the arithmetic: float32 (the default) for speed, or float64, which the demo
+    cohort uses (:func:`helpers.demo.process_slide`). Float32 sums round differently with
+    each CPU's kernels (MKL, oneDNN and ATen pick theirs per instruction set), and storing the
+    features as float16 turns some of those last bits into other values; float64 results
+    differ between machines by about 1e-16 of their size, so rounding them once to float16
+    gives the same bytes everywhere.
+
     Shapes:
         input ``(batch_size, 3, H, W)`` uint8 or float in [0, 1];
-        output ``(batch_size, dim)`` float32.
+        output ``(batch_size, dim)`` in ``dtype``.
     """
 
-    def __init__(self, pool: int = 4, dim: int = 384, calibrated: bool = True):
+    def __init__(
+        self,
+        pool: int = 4,
+        dim: int = 384,
+        calibrated: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
         self.pool, self.dim = pool, dim
         center, whiten = (
             load_calibration() if calibrated else (torch.zeros(N_STATS), torch.eye(N_STATS))
         )
-        self.register_buffer("unmix", _UNMIX.clone(), persistent=False)
-        self.register_buffer("bank", filter_bank().repeat(N_STAINS, 1, 1, 1), persistent=False)
-        self.register_buffer("center", center, persistent=False)
-        mixing = whiten @ hadamard_mixing(N_STATS, dim) * (GAIN if calibrated else 1.0)
-        self.register_buffer("mixing", mixing, persistent=False)  # (n_stats, dim)
+        # constants computed in float64, then rounded once to the arithmetic's dtype
+        mixing = whiten.double() @ hadamard_mixing(N_STATS, dim, torch.float64)
+        mixing = mixing * (GAIN if calibrated else 1.0)  # (n_stats, dim)
+        bank = filter_bank(dtype=torch.float64).repeat(N_STAINS, 1, 1, 1)
+        self.register_buffer("unmix", _UNMIX.to(dtype), persistent=False)
+        self.register_buffer("bank", bank.to(dtype), persistent=False)
+        self.register_buffer("center", center.to(dtype), persistent=False)
+        self.register_buffer("mixing", mixing.to(dtype), persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The arithmetic's floating-point type (float32 or float64)."""
+        return self.bank.dtype
 
     @property
     def min_patch_px(self) -> int:
@@ -126,7 +151,7 @@ class StainStatsEncoder(torch.nn.Module):
         return self.pool * 16
 
     def _pool(self, patches: torch.Tensor) -> torch.Tensor:
-        """Average ``pool x pool`` blocks: float ``(B, 3, H / pool, W / pool)``. uint8 patches
+        """Average ``pool x pool`` blocks: ``(B, 3, H / pool, W / pool)`` in ``self.dtype``. uint8 patches
         on the CPU go through OpenCV's area resize (ten times faster than converting them to
         float first; it rounds each block mean to a whole grey level)."""
         b, c, h, w = patches.shape
@@ -136,16 +161,16 @@ class StainStatsEncoder(torch.nn.Module):
             or h % self.pool
             or w % self.pool
         ):
-            return F.avg_pool2d(patches.float(), self.pool)
+            return F.avg_pool2d(patches.to(self.dtype), self.pool)
         size = (w // self.pool, h // self.pool)
         nhwc = patches.permute(0, 2, 3, 1)  # a view: (B, H, W, 3) RGB images
         if nhwc.is_contiguous():  # patches read as images, permuted to (B, 3, H, W)
             images = nhwc.numpy()
             pooled = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
-            return torch.from_numpy(pooled).permute(0, 3, 1, 2).float()
+            return torch.from_numpy(pooled).permute(0, 3, 1, 2).to(self.dtype)
         planes = patches.reshape(b * c, h, w).numpy()
         pooled = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes])
-        return torch.from_numpy(pooled).reshape(b, c, size[1], size[0]).float()
+        return torch.from_numpy(pooled).reshape(b, c, size[1], size[0]).to(self.dtype)
 
     def statistics(self, patches: torch.Tensor) -> torch.Tensor:
         """The raw statistics ``(batch_size, n_stats)``, before centring and mixing."""
@@ -163,7 +188,7 @@ class StainStatsEncoder(torch.nn.Module):
         x = self._pool(patches)  # (B, 3, h, w) at 2 um/px
         od = torch.log(scale / x.clamp(min=scale / 255.0))  # optical density
         conc = torch.einsum("bchw,cs->bshw", od, self.unmix)[:, :2].clamp(min=0)  # H, E
-        tissue = (od.mean(1, keepdim=True) > 0.12).float()
+        tissue = (od.mean(1, keepdim=True) > 0.12).to(self.dtype)
         stats = [
             tissue.mean((1, 2, 3)).unsqueeze(1),
             conc.mean((2, 3)),
@@ -185,7 +210,7 @@ class StainStatsEncoder(torch.nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """``(batch_size, 3, height, width)`` RGB patches (uint8 or [0, 1] floats) ->
-        ``(batch_size, dim)`` float32 features."""
+        ``(batch_size, dim)`` features in ``self.dtype``."""
         return (self.statistics(patches) - self.center) @ self.mixing
 
 

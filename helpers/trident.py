@@ -417,7 +417,8 @@ def extract_features(
     progress: bool = False,
     path: str | Path | None = None,
 ) -> np.ndarray:
-    """Encode every patch of ``coords_level0``: float32 ``(n_patches, dim)``, row i = patch i.
+    """Encode every patch of ``coords_level0``: float32 ``(n_patches, dim)``, row i = patch i
+    (float64 when the encoder computes in float64, so that storing them rounds only once).
 
     ``encoder`` is any module mapping uint8 patches ``(batch_size, 3, H, W)`` to
     ``(batch_size, dim)``; a model that expects normalised floats can be wrapped in a
@@ -435,7 +436,8 @@ def extract_features(
             path=path,
         )
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)
-        feats.append(encoder(x).float().cpu())
+        out = encoder(x)
+        feats.append((out if out.dtype == torch.float64 else out.float()).cpu())
     if not feats:
         raise ValueError(f"{attrs.get('name')}: no patches to encode")
-    return torch.cat(feats).numpy().astype(np.float32)
+    return torch.cat(feats).numpy()

@@ -9,6 +9,8 @@ MyST (the site)                           notebook (Jupyter, JupyterLab, Colab, 
 ``:::{dropdown} Solution``                ``<details><summary>Solution</summary>`` (closed)
 ``:::{admonition} Title``, ``{note}``...  a block quote that opens with the title in bold
 ``{math}`` directive, ``{math}`` role     ``$$...$$``, ``$...$``
+``{glue:text}`name``` (a run's number)    ``name`` in code font: the ``name = value`` line
+                                          that ``helpers.glue.glue`` printed above
 ``(label)=`` before a heading             dropped; links to it point at the heading anchor
 ``[text](05-evaluation)``, ``{doc}``      ``[text](05-evaluation.ipynb)``
 ``[text](label)``, ``{ref}``              ``[text](#Heading-text)``, or ``NN-name.ipynb#...``
@@ -71,7 +73,7 @@ ADMONITIONS = {
     "admonition": None,  # takes its title from the argument, which MyST requires
 }
 DIRECTIVES = set(ADMONITIONS) | {"dropdown", "math"}
-ROLES = {"ref", "doc", "math", "eq"}
+ROLES = {"ref", "doc", "math", "eq", "glue:text"}
 CAPTION_PREFIX = "**Figure.**"
 CHECK_TITLE = "Check"
 
@@ -223,6 +225,11 @@ class _Converter:
             raise self.error(f"role {{{name}}} is not supported in notebooks: {text!r}")
         if name == "math":
             return f"${text}$"
+        if name == "glue:text":  # the value is printed by its cell as `name = value`
+            key = text.split(":", 1)[0].strip()
+            if not key.isidentifier():
+                raise self.error(f"{{glue:text}} needs a name: {text!r}")
+            return f"`{key}`"
         if name == "eq":
             raise self.error("{eq} references need numbered equations, which notebooks lack")
         explicit = re.fullmatch(r"(?s)(.*?)\s*<([^<>]+)>", text)

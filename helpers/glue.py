@@ -1,0 +1,46 @@
+"""Numbers a chapter computes, shown inside its prose: MyST-NB's ``glue``, printed for Jupyter.
+
+A result of a run (an AUROC, a count of errors, a slide's name) is never typed into a
+chapter's sentences: it changes with the machine, the torch version and the seed. The cell
+that computes it calls :func:`glue`, which prints ``name = value`` (what a reader of the
+notebook in Jupyter or Colab sees) and hands the same text to MyST-NB, so that the site shows
+it where the prose says ``{glue:text}`name```. The notebook export
+(``book/_ext/myst_to_notebook.py``) writes that role as the name in code font, matching the
+printed line above it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class _Text:
+    """A value whose plain-text representation is the formatted text itself (MyST-NB inserts
+    an object's ``text/plain`` form, which for a ``str`` would carry quotes)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def glue(name: str, value: Any, fmt: str = "", show: bool = True) -> str:
+    """Format ``value`` with ``fmt`` (``format(value, fmt)``), print ``name = text`` unless
+    ``show`` is false (for a value already printed in a table), and register it with MyST-NB
+    under ``name`` when the book is being built. Returns the text.
+
+    Outside a book build (Jupyter, Colab, a script) MyST-NB may be missing: then the printed
+    line is the only output.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"glue name must be an identifier, not {name!r}")
+    text = format(value, fmt)
+    if show:
+        print(f"{name} = {text}")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:  # Jupyter or Colab without the book's tools
+        return text
+    myst_glue(name, _Text(text), display=False)
+    return text
