@@ -76,7 +76,9 @@ from helpers.layout import (
     mask_file,
 )
 
-COHORT_VERSION = 6  # the content: bump it when the files for a seed change (5: satellite foci; 6: features in float64)
+# the content: bump it when the files for a seed change (5: satellite foci; 6: features
+# computed in float64)
+COHORT_VERSION = 6
 FORMAT = 3  # the manifest: files with sizes and content hashes, beside a marker
 PATCH_SIZE, TARGET_MAG, LEVEL0_MAG, MPP = 512, 20.0, 20, 0.5
 PATCH_SIZE_LEVEL0 = int(PATCH_SIZE * LEVEL0_MAG // TARGET_MAG)  # 512

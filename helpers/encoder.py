@@ -151,9 +151,10 @@ class StainStatsEncoder(torch.nn.Module):
         return self.pool * 16
 
     def _pool(self, patches: torch.Tensor) -> torch.Tensor:
-        """Average ``pool x pool`` blocks: ``(B, 3, H / pool, W / pool)`` in ``self.dtype``. uint8 patches
-        on the CPU go through OpenCV's area resize (ten times faster than converting them to
-        float first; it rounds each block mean to a whole grey level)."""
+        """Average ``pool x pool`` blocks: ``(B, 3, H / pool, W / pool)`` in ``self.dtype``.
+        uint8 patches on the CPU go through OpenCV's area resize (ten times faster than
+        converting them to float first; it rounds each block mean to a whole grey level, in
+        integer arithmetic, so the same on every CPU)."""
         b, c, h, w = patches.shape
         if (
             patches.dtype != torch.uint8
