@@ -64,37 +64,43 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# One slide, painted and encoded in a fresh process under the settings it is given.
+# One slide, painted and processed (thumbnail, tissue, patch grid, features) as the demo does,
+# in a fresh process under the settings it is given; then its features once more on
+# ``threads`` torch threads (process_slide itself uses one).
 _BUILD = r"""
 import hashlib, json, sys
 from pathlib import Path
-import cv2, numpy as np, openslide, torch
+import cv2, h5py, numpy as np, openslide, torch
 from helpers import demo, trident
 from helpers.encoder import StainStatsEncoder
 
 name, out, threads, optimized = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 cv2.setUseOptimized(optimized == "1")
-torch.set_num_threads(threads)
 spec = next(s for s in demo.plan_cohort(0) if s.name == name)
 paths = demo.CohortPaths(out)
 demo.make_slide(spec, paths, 0)
-with np.load(demo.PACKED) as data:
-    coords = data[f"{name}/coords"]
+demo.process_slide(spec, paths)
+with h5py.File(paths.features_path(name), "r") as f:
+    coords, feats = f["coords"][:], f["features"][:]
+    attrs = dict(f["coords"].attrs)
+torch.set_num_threads(threads)
 with openslide.OpenSlide(str(paths.wsi(name))) as slide:
-    attrs = trident.coords_attributes(slide, name, out, demo.PATCH_SIZE, demo.TARGET_MAG)
-    feats = trident.extract_features(
+    again = trident.extract_features(
         slide, coords, attrs, StainStatsEncoder(dtype=torch.float64), path=paths.wsi(name)
     )
-digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+digest = lambda data: hashlib.sha256(data).hexdigest()
 print(json.dumps({
-    "wsi": digest(paths.wsi(name)),
-    "mask": digest(paths.mask(name)),
-    "features": hashlib.sha256(feats.astype(np.float16).tobytes()).hexdigest(),
+    "wsi": digest(paths.wsi(name).read_bytes()),
+    "mask": digest(paths.mask(name).read_bytes()),
+    "thumbnail": digest(paths.thumbnail_path(name).read_bytes()),
+    "coords": digest(coords.tobytes()),
+    "features": digest(feats.tobytes()),
+    "features_threads": digest(again.astype(np.float16).tobytes()),
     "threads": torch.get_num_threads(),
     "capability": torch.backends.cpu.get_cpu_capability(),
+    "optimized": cv2.useOptimized(),
 }))
 """
-
 BACK_ENDS = {
     "default": ({}, 1, "1"),
     "MKL_CBWR=AVX2": ({"MKL_CBWR": "AVX2"}, 1, "1"),
@@ -105,10 +111,19 @@ BACK_ENDS = {
 }
 
 
+@pytest.fixture(scope="module")
+def processed(painted, tmp_path_factory) -> dict[str, str]:
+    """The thumbnail of the micro-metastasis slide, processed here: its digest."""
+    paths, (spec, _) = painted
+    demo.process_slide(spec, paths)
+    return {"thumbnail": _sha256(paths.thumbnail_path(spec.name))}
+
+
 @pytest.mark.parametrize("setting", list(BACK_ENDS))
-def test_a_slide_is_the_same_under_every_numeric_back_end(setting, painted, tmp_path):
-    """Pixels, mask and features of a micro-metastasis slide, built in a fresh process under
-    ``setting``: the pixels equal the ones painted here, the features the shipped arrays."""
+def test_a_slide_is_the_same_under_every_numeric_back_end(setting, painted, processed, tmp_path):
+    """A micro-metastasis slide painted and processed in a fresh process under ``setting``:
+    its pixels, mask and thumbnail equal the ones made here, its patch grid and features the
+    shipped arrays (its features on two threads too)."""
     env_extra, threads, optimized = BACK_ENDS[setting]
     paths, (spec, _) = painted
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")}
@@ -117,17 +132,23 @@ def test_a_slide_is_the_same_under_every_numeric_back_end(setting, painted, tmp_
         env=env | env_extra,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
+    # the setting took effect
     if setting == "ATEN_CPU_CAPABILITY=default":
-        assert got["capability"] == "DEFAULT"  # the setting took effect
+        assert got["capability"] == "DEFAULT"
     assert got["threads"] == threads
+    assert got["optimized"] is (optimized == "1")
+    # ... and changed nothing that is stored
     assert got["wsi"] == _sha256(paths.wsi(spec.name))
     assert got["mask"] == _sha256(paths.mask(spec.name))
-    shipped = _packed(spec.name)["features"]
-    assert got["features"] == hashlib.sha256(shipped.tobytes()).hexdigest()
+    assert got["thumbnail"] == processed["thumbnail"]
+    shipped = _packed(spec.name)
+    assert got["coords"] == hashlib.sha256(shipped["coords"].tobytes()).hexdigest()
+    assert got["features"] == hashlib.sha256(shipped["features"].tobytes()).hexdigest()
+    assert got["features_threads"] == got["features"]
 
 
 # ---------------------------------------------------------------------------------------
