@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,16 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
     if args.chapters:
         notebooks = [p for p in notebooks if p.name[:2] in args.chapters]
-    times = {}
+    times, failed = {}, {}
     with tempfile.TemporaryDirectory(prefix="chapter-times-") as tmp:
         for path in notebooks:
-            seconds = run_chapter(path, Path(tmp) / path.stem / "demo")
+            try:
+                seconds = run_chapter(path, Path(tmp) / path.stem / "demo")
+            except CellExecutionError as error:
+                failed[path.stem] = str(error)[-2000:]
+                print(f"{device} {path.stem:24s} FAILED\n{failed[path.stem]}", flush=True)
+                continue
             times[path.stem] = round(seconds, 1)
             print(f"{device} {path.stem:24s} {seconds:7.1f} s", flush=True)
-    print(f"{device} {'total':24s} {sum(times.values()):7.1f} s")
+    print(f"{device} {'total':24s} {sum(times.values()):7.1f} s ({len(failed)} failed)")
     if args.out:
-        args.out.write_text(json.dumps({"device": device, "seconds": times}, indent=1))
-    return 0
+        result = {"device": device, "torch": torch.__version__, "seconds": times, "failed": failed}
+        args.out.write_text(json.dumps(result, indent=1))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

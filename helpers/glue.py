@@ -15,14 +15,16 @@ from typing import Any
 
 
 class _Text:
-    """A value whose plain-text representation is the formatted text itself (MyST-NB inserts
-    an object's ``text/plain`` form, which for a ``str`` would carry quotes)."""
+    """The formatted text, glued so that the site shows exactly it. MyST-NB stores an
+    object's ``text/plain`` form (its ``repr``) and reads it back with ``ast.literal_eval``
+    before inserting it: a bare ``0.900`` would come back as the float 0.9, ``1,202`` as a
+    tuple. The ``repr`` of the string reads back as the string itself."""
 
     def __init__(self, text: str) -> None:
         self.text = text
 
     def __repr__(self) -> str:
-        return self.text
+        return repr(self.text)
 
 
 def glue(name: str, value: Any, fmt: str = "", show: bool = True) -> str:
