@@ -227,7 +227,7 @@ def calibrate(root: str | Path, max_patches_per_slide: int = 200) -> Path:
     from helpers.trident import read_patches
 
     paths = CohortPaths(Path(root))
-    encoder = StainStatsEncoder(calibrated=False)
+    encoder = StainStatsEncoder(calibrated=False, dtype=torch.float64)  # the same everywhere
     rows = []
     for coords_path in sorted(paths.coords_dir.glob("*.h5")):
         attrs, coords = read_coords(coords_path)

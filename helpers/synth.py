@@ -19,6 +19,13 @@ Tissue compartments, as in a lymph node:
 
 The scanner of each of two centres (:data:`CENTRES`) adds its own stain strength, hue,
 sharpness and background tint.
+
+The painting is the same on every machine: its arithmetic is float64 from the random draws
+to the one rounding to 8-bit RGB at the end, and it uses no step whose result depends on the
+CPU's instruction set (OpenCV's float32 kernels, its float64 bilinear resize and its
+approximate distance transform pick their code per CPU and library build, and differ by far
+more than rounding). The float64 kernels it keeps (Gaussian blur, filtering) differ between
+code paths by 1e-16 to 1e-13, far below what turns a grey level into the next.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import scipy.ndimage
 
 from helpers import stains
 
@@ -54,16 +62,35 @@ def px(um: float) -> float:
     return um / UM_PER_PX
 
 
+def distance_to_edge(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance (pixels, float64) of every pixel of the bool ``mask`` to the nearest
+    pixel outside it. Exact (OpenCV's precise transform: the square root of a whole number),
+    so the same on every machine; OpenCV's 3x3 and 5x5 approximations are not."""
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return dist.astype(np.float64)
+
+
+def resize_linear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float64 ``image`` to ``shape`` (rows, columns), pixel centres
+    aligned as OpenCV aligns them. SciPy's plain C, not OpenCV: OpenCV's optimised bilinear
+    path for float64 differs from its own reference path by up to 1e-4."""
+    zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1])
+    out = scipy.ndimage.zoom(image, zoom, order=1, mode="nearest", grid_mode=True)
+    if out.shape != tuple(shape):  # pragma: no cover - zoom rounds the shape it computes
+        raise ValueError(f"resize to {shape} gave {out.shape}")
+    return out
+
+
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
     """Zero-mean, unit-variance random field with features about ``scale`` pixels wide.
 
     Drawn on a coarse grid and upsampled, so it costs little even for large images.
-    Returns float32 of shape ``shape``.
+    Returns float64 of shape ``shape``.
     """
     step = max(1, int(scale / 4))
-    small = rng.standard_normal((shape[0] // step + 3, shape[1] // step + 3)).astype(np.float32)
+    small = rng.standard_normal((shape[0] // step + 3, shape[1] // step + 3))
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=max(scale / step / 2, 0.5))
-    field = cv2.resize(small, (shape[1] + 3 * step, shape[0] + 3 * step), cv2.INTER_CUBIC)
+    field = resize_linear(small, (shape[0] + 3 * step, shape[1] + 3 * step))
     field = field[: shape[0], : shape[1]]
     return (field - field.mean()) / (field.std() + 1e-6)
 
@@ -71,14 +98,14 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float)
 def _disk_kernel(
     radius_x: float, radius_y: float, angle: float = 0.0, half: int | None = None
 ) -> np.ndarray:
-    """A soft-edged filled ellipse, float32, peak 1, of side ``2 * half + 1``."""
+    """A soft-edged filled ellipse, float64, peak 1, of side ``2 * half + 1``."""
     half = half or int(np.ceil(max(radius_x, radius_y))) + 2
-    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
     c, s = np.cos(angle), np.sin(angle)
     u = (c * xx + s * yy) / radius_x
     v = (-s * xx + c * yy) / radius_y
     r = np.sqrt(u**2 + v**2)
-    return np.clip((1.0 - r) * max(radius_x, radius_y) + 0.5, 0.0, 1.0).astype(np.float32)
+    return np.clip((1.0 - r) * max(radius_x, radius_y) + 0.5, 0.0, 1.0)
 
 
 def _stamp(points: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -87,8 +114,9 @@ def _stamp(points: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def _impulses(rng: np.random.Generator, density: np.ndarray) -> np.ndarray:
-    """Bernoulli impulses with per-pixel probability ``density``."""
-    return (rng.random(density.shape, dtype=np.float32) < density).astype(np.float32)
+    """Bernoulli impulses (float64 0/1) with per-pixel probability ``density``."""
+    # (the draws are float32, as in cohort versions up to 6: the same random stream)
+    return (rng.random(density.shape, dtype=np.float32) < density).astype(np.float64)
 
 
 def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) -> np.ndarray:
@@ -98,8 +126,8 @@ def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) 
     """
     h, w = shape
     coarse = (max(h // 8, 8), max(w // 8, 8))
-    yy, xx = np.mgrid[0 : coarse[0], 0 : coarse[1]].astype(np.float32) * 8.0
-    dist = np.full(coarse, np.inf, np.float32)
+    yy, xx = np.mgrid[0 : coarse[0], 0 : coarse[1]].astype(np.float64) * 8.0
+    dist = np.full(coarse, np.inf)
     lobes = 1 if rng.random() < 0.7 else 2
     for k in range(lobes):
         cx = w * (0.5 if lobes == 1 else (0.3 + 0.4 * k)) + rng.normal(0, w * 0.03)
@@ -112,7 +140,7 @@ def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) 
         v = (-s * (xx - cx) + c * (yy - cy)) / ay
         dist = np.minimum(dist, np.sqrt(u**2 + v**2))
     wobble = 0.13 * smooth_field(rng, coarse, 32) + 0.04 * smooth_field(rng, coarse, 6)
-    level = cv2.resize(dist + wobble, (w, h), interpolation=cv2.INTER_LINEAR)
+    level = resize_linear(dist + wobble, (h, w))
     tissue = level < 1.0
     # keep a clean margin so no patch grid cell falls off the slide
     tissue[:margin] = tissue[-margin:] = False
@@ -126,7 +154,7 @@ def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) 
 
 @dataclass
 class _Compartments:
-    """Where each tissue compartment is: float32 maps ``(H, W)`` in [0, 1]."""
+    """Where each tissue compartment is: float64 maps ``(H, W)`` in [0, 1]."""
 
     tissue: np.ndarray  # tissue as 0/1
     capsule: np.ndarray  # fibrous rim along the border
@@ -162,9 +190,9 @@ def paint_section(
         RGB image, uint8 of shape ``(H, W, 3)``.
     """
     # tumour share of each pixel, slightly blurred: 1 in a solid nest
-    tum = cv2.GaussianBlur(tumor.astype(np.float32), (0, 0), 0.75)
+    tum = cv2.GaussianBlur(tumor.astype(np.float64), (0, 0), 0.75)
     if cellularity is not None:
-        tum *= cv2.GaussianBlur(cellularity.astype(np.float32), (0, 0), 0.75)
+        tum *= cv2.GaussianBlur(cellularity.astype(np.float64), (0, 0), 0.75)
     # the steps draw from ``rng`` in this order: changing it changes every slide
     parts = _compartments(rng, tissue, tumor, tum, stain)
     hema, eos_cells = _lymph_node_nuclei(rng, parts)
@@ -179,8 +207,8 @@ def _compartments(
     """Capsule, stroma, germinal centres and their mantles, histiocyte clusters, tumour
     (``tum``, its share of each pixel) and lymphoid tissue."""
     shape = tissue.shape
-    tf = tissue.astype(np.float32)
-    border = cv2.distanceTransform(tissue.astype(np.uint8), cv2.DIST_L2, 3)
+    tf = tissue.astype(np.float64)
+    border = distance_to_edge(tissue)
     capsule = np.clip(1.0 - (border - px(16)) / px(20), 0, 1) * tf
     stroma_field = smooth_field(rng, shape, px(320))
     cut = np.quantile(stroma_field[tissue][::97], 1.0 - stain["stroma"]) if tissue.any() else 0
@@ -199,8 +227,8 @@ def _follicles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Germinal centres (round islands) and the dense mantle around them, centred on pixels
     of ``inner``; ``expected`` follicles on average. Returns ``(gc, mantle)``."""
-    gc = np.zeros(tf.shape, np.float32)
-    mantle = np.zeros(tf.shape, np.float32)
+    gc = np.zeros(tf.shape)
+    mantle = np.zeros(tf.shape)
     if not len(inner):
         return gc, mantle
     for _ in range(rng.poisson(expected)):
@@ -218,8 +246,8 @@ def _clusters(
     rng: np.random.Generator, centres: np.ndarray, shape: tuple[int, int], expected: float
 ) -> np.ndarray:
     """Irregular clusters (sinus histiocytes), ``expected`` of them on average, centred on
-    pixels of ``centres``; a float32 map in [0, 1]."""
-    out = np.zeros(shape, np.float32)
+    pixels of ``centres``; a float64 map in [0, 1]."""
+    out = np.zeros(shape)
     if not len(centres):
         return out
     for _ in range(rng.poisson(expected)):
@@ -264,15 +292,15 @@ def _tumour_nuclei(
 ) -> np.ndarray:
     """Add the tumour's nuclei to ``hema`` (in place), painted inside its bounding box only:
     crowded nests of large, irregular nuclei with a dark rim and a nucleolus. Returns the
-    nests map (float32 ``(H, W)``)."""
-    nests = np.zeros(tumor.shape, np.float32)
+    nests map (float64 ``(H, W)``)."""
+    nests = np.zeros(tumor.shape)
     if not tumor.any():
         return nests
     ys, xs = np.nonzero(tumor)
     box = np.s_[max(ys.min() - 6, 0) : ys.max() + 7, max(xs.min() - 6, 0) : xs.max() + 7]
     t_box = tum[box]
     nests[box] = np.clip(smooth_field(rng, t_box.shape, px(28)) * 1.5 + 1.2, 0, 1)
-    nuc = np.zeros(t_box.shape, np.float32)
+    nuc = np.zeros(t_box.shape)
     for angle in (0.2, 1.0, 1.8, 2.6):
         pts = _impulses(rng, 0.0075 * t_box * nests[box])
         rx, ry = rng.uniform(3.0, 3.75), rng.uniform(2.3, 2.9)
@@ -307,21 +335,22 @@ def _beer_lambert(
     h_vec = HEMATOXYLIN + np.array([stain["hue"], 0.0, -stain["hue"]])
     h_vec = h_vec / np.linalg.norm(h_vec)
     e_vec = EOSIN / np.linalg.norm(EOSIN)
-    grain = 0.015 * rng.standard_normal(hema.shape, dtype=np.float32)
-    grain += np.float32(0.035)
+    # (float32 draws, as in cohort versions up to 6: the same random stream)
+    grain = 0.015 * rng.standard_normal(hema.shape, dtype=np.float32).astype(np.float64)
+    grain += 0.035
     tint = stain["tint"]
     od = cv2.merge(
         [
             cv2.scaleAdd(hema, float(1.15 * stain["h"] * h_vec[c]), grain)
-            + eos * np.float32(0.85 * stain["e"] * e_vec[c])
-            + np.float32(tint[c])
+            + eos * (0.85 * stain["e"] * e_vec[c])
+            + tint[c]
             for c in range(3)
         ]
     )
     od = cv2.GaussianBlur(od, (0, 0), stain["blur"])
     np.maximum(od, 0, out=od)
-    rgb = cv2.exp(-od)
-    return cv2.convertScaleAbs(rgb, alpha=255.0)
+    rgb = np.exp(-od) * 255.0  # light through the section, in grey levels
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)  # the one rounding
 
 
 def lesion_polygon(

@@ -11,7 +11,8 @@ slide, and 12 from each normal slide. Measured on the demo cohort (seed 0, cohor
   nuclei) separates tumour patches best: 0.97-0.99 for the six filters; at 4 um/px
   0.85-0.95, at 2 um/px only 0.52-0.71;
 - the eosin mean reaches 0.86, the hematoxylin mean only 0.66 (tumour is not just "more
-  purple"); the eosin filters at 8 um/px 0.61-0.73;
+  purple"; version 7, painted in float64: 0.84 and 0.68); the eosin filters at 8 um/px
+  0.61-0.73;
 - within each centre the best statistic still reaches 0.99 (A) and 0.99 (B); the centres
   differ in the eosin of their tumour-free patches (AUROC 0.72 between centres);
 - look-alikes: on the best statistic, 7 of the 46 normal slides hold a sampled patch above
@@ -151,12 +152,13 @@ def test_coarse_hematoxylin_texture_tells_tumour(sample):
 
 
 def test_eosin_not_hematoxylin_amount(sample):
-    """Tumour patches hold more eosin (AUROC > 0.85); the plain amount of hematoxylin tells
-    little (< 0.8): tumour is not just "more purple". The eosin filters' energy at 8 um/px is
-    weaker than any hematoxylin filter's there."""
+    """Tumour patches hold more eosin (AUROC > 0.8: 0.86 in cohort version 5, 0.84 in
+    version 7); the plain amount of hematoxylin tells little (< 0.8, and 0.1 below the
+    eosin): tumour is not just "more purple". The eosin filters' energy at 8 um/px is weaker
+    than any hematoxylin filter's there."""
     a = aurocs(sample, ["H mean", "E mean"])
-    assert a["E mean"] > 0.85, a
-    assert a["H mean"] < 0.8, a
+    assert a["E mean"] > 0.8, a
+    assert a["H mean"] < 0.8 and a["H mean"] < a["E mean"] - 0.1, a
     eosin = aurocs(sample, [f"E {f} abs_mean 8um" for f in FILTERS])
     haem = aurocs(sample, [f"H {f} abs_mean 8um" for f in FILTERS])
     assert max(eosin.values()) < min(haem.values()), (eosin, haem)
