@@ -200,6 +200,19 @@ def reference_features(patches: np.ndarray, encoder: StainStatsEncoder) -> np.nd
     return ((np.array(rows) - center) @ mixing).astype(np.float16)
 
 
+def _shipped_patches(paths: demo.CohortPaths, name: str) -> np.ndarray:
+    """The uint8 patches ``(n, H, W, 3)`` of slide ``name`` at its shipped coordinates."""
+    with openslide.OpenSlide(str(paths.wsi(name))) as slide:
+        attrs = trident.coords_attributes(slide, name, paths.root, demo.PATCH_SIZE, demo.TARGET_MAG)
+        return trident.read_patches(
+            slide,
+            _packed(name)["coords"],
+            attrs["patch_size_level0"],
+            attrs["patch_size"],
+            path=paths.wsi(name),
+        )
+
+
 @pytest.mark.parametrize("which", [0, 1])
 def test_stored_features_equal_a_float64_reference_rounded_once(which, painted):
     """Every value the demo stores for a slide equals the reference: on a machine whose
@@ -207,17 +220,7 @@ def test_stored_features_equal_a_float64_reference_rounded_once(which, painted):
     paths, specs = painted
     spec = specs[which]
     shipped = _packed(spec.name)
-    with openslide.OpenSlide(str(paths.wsi(spec.name))) as slide:
-        attrs = trident.coords_attributes(
-            slide, spec.name, paths.root, demo.PATCH_SIZE, demo.TARGET_MAG
-        )
-        patches = trident.read_patches(
-            slide,
-            shipped["coords"],
-            attrs["patch_size_level0"],
-            attrs["patch_size"],
-            path=paths.wsi(spec.name),
-        )
+    patches = _shipped_patches(paths, spec.name)
     reference = reference_features(patches, StainStatsEncoder(dtype=torch.float64))
     assert reference.shape == shipped["features"].shape
     differ = int((reference != shipped["features"]).sum())
@@ -229,18 +232,7 @@ def test_the_reference_is_independent_of_the_float32_encoder(painted):
     rounded to float16 differs from it somewhere on these patches (else the test above would
     prove nothing about rounding)."""
     paths, (spec, _) = painted
-    shipped = _packed(spec.name)
-    with openslide.OpenSlide(str(paths.wsi(spec.name))) as slide:
-        attrs = trident.coords_attributes(
-            slide, spec.name, paths.root, demo.PATCH_SIZE, demo.TARGET_MAG
-        )
-        patches = trident.read_patches(
-            slide,
-            shipped["coords"],
-            attrs["patch_size_level0"],
-            attrs["patch_size"],
-            path=paths.wsi(spec.name),
-        )
+    patches = _shipped_patches(paths, spec.name)
     x = torch.from_numpy(patches).permute(0, 3, 1, 2)
     with torch.inference_mode():
         f32 = StainStatsEncoder()(x).numpy().astype(np.float16)
