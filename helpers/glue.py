@@ -27,10 +27,11 @@ class _Text:
         return repr(self.text)
 
 
-def glue(name: str, value: Any, fmt: str = "", show: bool = True) -> str:
+def glue(name: str, value: Any, fmt: str = "", show: bool = True) -> None:
     """Format ``value`` with ``fmt`` (``format(value, fmt)``), print ``name = text`` unless
     ``show`` is false (for a value already printed in a table), and register it with MyST-NB
-    under ``name`` when the book is being built. Returns the text.
+    under ``name`` when the book is being built. Returns nothing, so that a cell ending with
+    it shows no extra result.
 
     Outside a book build (Jupyter, Colab, a script) MyST-NB may be missing: then the printed
     line is the only output.
@@ -43,6 +44,5 @@ def glue(name: str, value: Any, fmt: str = "", show: bool = True) -> str:
     try:
         from myst_nb import glue as myst_glue
     except ImportError:  # Jupyter or Colab without the book's tools
-        return text
+        return
     myst_glue(name, _Text(text), display=False)
-    return text
