@@ -11,6 +11,7 @@ printed line above it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -46,3 +47,11 @@ def glue(name: str, value: Any, fmt: str = "", show: bool = True) -> None:
     except ImportError:  # Jupyter or Colab without the book's tools
         return
     myst_glue(name, _Text(text), display=False)
+
+
+def listed(items: Iterable[Any]) -> str:
+    """``items`` as a phrase for a sentence: 'none', 'a', 'a and b', 'a, b and c'."""
+    words = [str(x) for x in items]
+    if len(words) <= 1:
+        return words[0] if words else "none"
+    return ", ".join(words[:-1]) + " and " + words[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from myst_nb.core.variables import format_plain_text
 
-from helpers.glue import _Text, glue
+from helpers.glue import _Text, glue, listed
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,10 @@ def test_show_false_prints_nothing(capsys):
 def test_names_must_be_identifiers():
     with pytest.raises(ValueError, match="identifier"):
         glue("not a name", 1)
+
+
+def test_listed():
+    assert listed([]) == "none"
+    assert listed(["a"]) == "a"
+    assert listed(["a", "b"]) == "a and b"
+    assert listed(x for x in (1, 4, 3)) == "1, 4 and 3"
