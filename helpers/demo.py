@@ -430,9 +430,10 @@ def make_slide(spec: SlideSpec, paths: CohortPaths, seed: int) -> None:
 # ---------------------------------------------------------------------------------------
 @contextmanager
 def _one_torch_thread():
-    """Run the block on one torch thread: a convolution split over several threads sums in
-    another order, which moves a few float16 features by one step, so the features would
-    depend on the machine's cores."""
+    """Run the block on one torch thread, so that the worker processes (one slide each) do
+    not oversubscribe the cores. (In float32, threads summed a convolution in another order
+    and moved float16 features; the float64 features differ by about 1e-16 with the thread
+    count, and tests/test_determinism.py checks two threads give the same bytes.)"""
     import torch
 
     threads = torch.get_num_threads()
