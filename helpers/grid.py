@@ -18,6 +18,7 @@ Public API (``N`` patches)::
     grid_xy(coords_level0, patch_size_level0) -> (N, 2) int64
     choose_level(level_downsamples, patch_size_level0, min_patch_px, rtol=1e-3) -> int
     minmax(values) -> (N,) float64 in [0, 1]
+    values_on_grid(values, grid_xy) -> (rows, cols) float64 image, NaN where no patch
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["check_coords_level0", "check_grid_xy", "grid_xy", "choose_level", "minmax"]
+__all__ = [
+    "check_coords_level0",
+    "check_grid_xy",
+    "grid_xy",
+    "choose_level",
+    "minmax",
+    "values_on_grid",
+]
 
 #: Relative slack in :func:`choose_level`: file downsamples are often a hair off the nominal
 #: value (4.0003 for 4), and a level that misses the bar by that rounding still counts.
@@ -139,3 +147,26 @@ def minmax(values) -> np.ndarray:
         return values.copy()
     span = values.max() - values.min()
     return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def values_on_grid(values, grid_xy) -> np.ndarray:
+    """Per-patch values as an image of the patch grid, one pixel per cell.
+
+    Pixel ``[y, x]`` holds the value of the patch in cell ``(x, y)``, so a point drawn at
+    ``(x, y)`` with matplotlib lands on its patch; cells without a patch are NaN (drawn
+    blank by ``imshow``).
+
+    Arguments:
+        values: ``(N,)`` one number per patch.
+        grid_xy: ``(N, 2)`` int patch-grid cells ``(x, y)``, distinct.
+
+    Returns:
+        ``(max_y + 1, max_x + 1)`` float64.
+    """
+    grid_xy = check_grid_xy(grid_xy)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) != len(grid_xy):
+        raise ValueError(f"{len(values)} values for {len(grid_xy)} grid cells.")
+    image = np.full(grid_xy.max(0)[::-1] + 1 if len(grid_xy) else (0, 0), np.nan)
+    image[grid_xy[:, 1], grid_xy[:, 0]] = values
+    return image

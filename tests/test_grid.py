@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from helpers.grid import check_coords_level0, check_grid_xy, choose_level, grid_xy, minmax
+from helpers.grid import (
+    check_coords_level0,
+    check_grid_xy,
+    choose_level,
+    grid_xy,
+    minmax,
+    values_on_grid,
+)
 
 
 def test_check_coords_level0_accepts_ints_and_whole_floats():
@@ -74,3 +81,13 @@ def test_minmax():
     assert out.dtype == np.float64
     assert minmax(np.array([], dtype=np.float32)).shape == (0,)
     np.testing.assert_array_equal(minmax([5]), [0.0])
+
+
+def test_values_on_grid_puts_each_value_in_its_cell():
+    cells = np.array([[2, 0], [0, 1], [1, 1]])  # (x, y)
+    image = values_on_grid([5.0, 7.0, 9.0], cells)
+    assert image.shape == (2, 3)  # rows = max y + 1, columns = max x + 1
+    assert image[0, 2] == 5.0 and image[1, 0] == 7.0 and image[1, 1] == 9.0
+    assert np.isnan(image).sum() == 3  # the cells without a patch
+    with pytest.raises(ValueError):
+        values_on_grid([1.0], cells)

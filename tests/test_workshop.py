@@ -44,9 +44,17 @@ def _table(first_header: str) -> list[list[str]]:
     return found[0]
 
 
+# Sections every chapter has (the template's), which the route need not name.
+TEMPLATE_SECTIONS = {"What you will learn", "Prerequisites", "Summary", "References"}
+
+
+def _prose(chapter: str) -> str:
+    """A chapter's text without its code cells (a `# comment` there is not a heading)."""
+    return re.sub(r"```.*?```", "", (BOOK / f"{chapter}.md").read_text(), flags=re.S)
+
+
 def _headings(chapter: str) -> set[str]:
-    text = re.sub(r"```.*?```", "", (BOOK / f"{chapter}.md").read_text(), flags=re.S)
-    return set(re.findall(r"^#{2,3} (.+?)\s*$", text, re.M))
+    return set(re.findall(r"^#{2,3} (.+?)\s*$", _prose(chapter), re.M))
 
 
 def test_workshop_page_is_in_the_toc():
@@ -96,4 +104,8 @@ def test_route_fits_the_session_and_names_real_sections():
         unknown = [n for n in named if n not in headings]
         assert not unknown, f"{chapter.group(1)}: no such section(s) {unknown}"
         assert not set(ITALIC.findall(read)) & set(ITALIC.findall(skip))
+        # every section of the chapter is in one column or the other: none is forgotten
+        sections = set(re.findall(r"^## (.+?)\s*$", _prose(chapter.group(1)), re.M))
+        forgotten = sections - TEMPLATE_SECTIONS - set(named)
+        assert not forgotten, f"{chapter.group(1)}: sections in neither column: {forgotten}"
     assert seen == sorted(seen), "the route goes through the chapters in order"
