@@ -719,7 +719,7 @@ def plot_froc(result: FROCResult, ax=None, label: str | None = None, **plot_kwar
     fps, sens = result.fps_per_slide, result.sensitivity
     levels, first = np.unique(fps, return_index=True)
     inside = levels[(levels > lo) & (levels < hi)]
-    x = np.unique(np.concatenate([np.geomspace(lo, hi, 256), inside]))
+    x = np.unique(np.concatenate([np.geomspace(lo, hi, 256), inside, rates]))
     y = interpolate(fps, sens, x)
     # At each FP level inside the plot, the curve climbs from the level's lowest point.
     steps = np.searchsorted(x, inside)
