@@ -14,9 +14,9 @@ from tensordict import TensorDict
 from torchmil.data import collate_fn
 from torchmil.datasets import TridentWSIDataset
 
-from helpers.formats import read_coords, read_labels_csv, read_patch_labels
+from helpers.formats import read_coords, read_labels_csv, read_patch_labels, read_tumor_fraction
 from helpers.grid import grid_xy
-from helpers.settings import Settings
+from helpers.settings import WSI_EXTENSIONS, Settings
 
 #: The start of torch's warning that it does not check sparse tensors (torchmil's ``adj``).
 SPARSE_WARNING = "Sparse invariant checks"
@@ -49,6 +49,41 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
             f"{path} has no 'patch_size_level0' attribute on 'coords' (TRIDENT writes one)."
         )
     return int(round(float(attrs["patch_size_level0"])))
+
+
+def level0_mpp(cfg: Settings, name: str, coords_attrs: dict) -> float | None:
+    """Level-0 microns per pixel of slide ``name``: read from the slide file when it is on
+    disk (``helpers.trident.slide_mpp``), else nominal ``10 / level0_magnification`` from
+    the coords attributes (the demo's slides, 20x at 0.5 um/px, are not opened: some are
+    painted on demand only); ``None`` when neither is known."""
+    if not cfg.is_demo:
+        for ext in WSI_EXTENSIONS:
+            path = cfg.wsi_dir / f"{name}{ext}"
+            if path.is_file():
+                try:
+                    import openslide
+
+                    from helpers.trident import slide_mpp
+
+                    with openslide.OpenSlide(str(path)) as slide:
+                        return slide_mpp(slide)
+                except Exception:  # unreadable file or no mpp: fall back to the nominal value
+                    break
+    magnification = coords_attrs.get("level0_magnification")
+    try:
+        magnification = float(magnification)
+    except (TypeError, ValueError):
+        return None
+    return 10.0 / magnification if magnification > 0 else None
+
+
+def patch_um(cfg: Settings, name: str) -> float | None:
+    """A patch's side in microns (``patch_size_level0`` x :func:`level0_mpp`), or ``None``."""
+    attrs, _ = read_coords(cfg.coords_path(name))
+    mpp = level0_mpp(cfg, name, attrs)
+    if mpp is None or "patch_size_level0" not in attrs:
+        return None
+    return float(attrs["patch_size_level0"]) * mpp
 
 
 def read_split(csv_path) -> pd.DataFrame:
@@ -138,7 +173,17 @@ class CheckedTridentDataset(TridentWSIDataset):
         return grid_xy(coords_level0, int(round(float(attrs["patch_size_level0"]))))
 
     def _load_inst_labels(self, name: str) -> np.ndarray:
-        return read_patch_labels(os.path.join(self.inst_labels_path, name + self.file_ext))
+        path = os.path.join(self.inst_labels_path, name + self.file_ext)
+        labels = read_patch_labels(path)
+        # the tumour fractions beside the labels (for the FROC's lesions), kept out of the bag
+        fractions = read_tumor_fraction(path)
+        if fractions is not None:
+            if len(fractions) != len(labels):
+                raise ValueError(
+                    f"{path} has {len(labels)} patch labels but {len(fractions)} tumor fractions."
+                )
+            self.__dict__.setdefault("tumor_fractions", {})[name] = fractions
+        return labels
 
     def _load_labels(self, name: str) -> np.ndarray:
         label = super()._load_labels(name)
@@ -224,7 +269,10 @@ def load_dataset(
     Every bag holds ``X`` ``(bag_size, dim)`` float32, ``Y`` ``(1,)``, ``adj`` (sparse
     ``(bag_size, bag_size)``), ``coords`` ``(bag_size, 2)`` in grid units (level-0 coords
     divided by the slide's ``patch_size_level0``) and, when there are patch labels,
-    ``y_inst`` ``(bag_size,)``. ``patch_labels=None`` uses them when every slide has a file in
+    ``y_inst`` ``(bag_size,)``. Beside the bags, ``dataset.patch_um`` maps each slide to its
+    patch side in microns (:func:`patch_um`, ``None`` when unknown) and
+    ``dataset.tumor_fractions`` to its patch tumour fractions (when the patch-label files
+    hold them). ``patch_labels=None`` uses them when every slide has a file in
     ``cfg.patch_labels_dir`` (see :func:`has_patch_labels`); ``True`` requires them.
     Every bag is checked on load (see :class:`CheckedTridentDataset`).
     """
@@ -253,6 +301,11 @@ def load_dataset(
     # torchmil builds ``adj`` in float64; the models compute in float32
     for bag in dataset.loaded_bags.values():
         bag["adj"] = bag["adj"].float()
+    # for the FROC (helpers.evaluation.predict): each slide's patch side in microns, and
+    # its tumour fractions when the patch labels hold them
+    dataset.patch_um = {name: patch_um(cfg, name) for name in names}
+    if not patch_labels:
+        dataset.tumor_fractions = {}
     return dataset
 
 

@@ -24,6 +24,9 @@ class Predictions:
     ``y_inst[i]`` its patch labels (for evaluation only; ``y_inst`` is ``None`` when the
     dataset has no patch labels), ``grid_xy[i]`` its ``(bag_size_i, 2)`` patch-grid cells
     ``(x, y)`` (level-0 corners // ``patch_size_level0``; torchmil's batch key ``coords``).
+    ``tumor_fraction[i]`` is the tumour fraction of each patch and ``patch_um[i]`` a patch's
+    side in microns (``None`` when unknown), both for the FROC's lesion rules
+    (:mod:`helpers.froc`); ``tumor_fraction`` is ``None`` when the patch labels lack them.
     """
 
     names: list[str]
@@ -33,6 +36,8 @@ class Predictions:
     attention: list[np.ndarray]
     y_inst: list[np.ndarray] | None
     grid_xy: list[np.ndarray]
+    tumor_fraction: list[np.ndarray] | None = None
+    patch_um: list[float | None] | None = None
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"name": self.names, "y": self.y, "prob": self.prob})
@@ -68,6 +73,14 @@ def predict(
     out.y, out.prob = np.array(out.y), np.array(out.prob)
     if len(out.y_inst) != len(out.names):  # no patch labels in this dataset
         out.y_inst = None
+    fractions = getattr(dataset, "tumor_fractions", None) or {}
+    if out.y_inst is not None and all(n in fractions for n in out.names):
+        out.tumor_fraction = [np.asarray(fractions[n], dtype=np.float64) for n in out.names]
+        if any(len(f) != len(s) for f, s in zip(out.tumor_fraction, out.inst_scores, strict=True)):
+            out.tumor_fraction = None
+    sizes = getattr(dataset, "patch_um", None) or {}
+    if any(sizes.get(n) is not None for n in out.names):
+        out.patch_um = [sizes.get(n) for n in out.names]
     return out
 
 

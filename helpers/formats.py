@@ -42,6 +42,7 @@ __all__ = [
     "save_coords",
     "save_features",
     "read_patch_labels",
+    "read_tumor_fraction",
     "write_patch_labels",
     "write_patch_labels_h5",
     "read_labels_csv",
@@ -210,6 +211,22 @@ def read_patch_labels(path) -> np.ndarray:
             f"{path}: patch labels must be 0 or 1, found {np.unique(labels)[:10]}"
         )
     return labels.astype(np.int64)
+
+
+def read_tumor_fraction(path) -> np.ndarray | None:
+    """The ``tumor_fraction`` of ``patch_labels/<name>.h5`` ``(N,)`` float64 in [0, 1], or
+    ``None`` when the file has none (labels made by other tools)."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if "tumor_fraction" not in f:
+                return None
+            fractions = np.asarray(f["tumor_fraction"][:], dtype=np.float64).reshape(-1)
+    except OSError as exc:
+        raise LabelInputError(f"cannot read patch labels file {path}: {exc}") from exc
+    if not (np.isfinite(fractions) & (fractions >= 0) & (fractions <= 1)).all():
+        raise LabelInputError(f"{path}: tumor_fraction must hold fractions in [0, 1].")
+    return fractions
 
 
 def write_patch_labels(
