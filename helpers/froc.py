@@ -115,6 +115,8 @@ __all__ = [
     "froc",
     "interpolate",
     "froc_from_predictions",
+    "slide_detections_of",
+    "froc_of_detections",
     "plot_froc",
 ]
 
@@ -701,6 +703,34 @@ def froc_from_predictions(
         tumor_fraction=fractions,
         patch_um=getattr(preds, "patch_um", None),
     )
+
+
+def slide_detections_of(preds) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each slide's ``(lesion_scores, fp_scores)`` of a ``Predictions`` (raw scores, the
+    rules of :func:`froc_from_predictions`): computed once, they make a FROC of any set of
+    slides cheap (:func:`froc_of_detections`), e.g. in a bootstrap over slides."""
+    n = len(preds.inst_scores)
+    fractions = _per_slide(getattr(preds, "tumor_fraction", None), n, "tumor_fraction")
+    sizes = _per_slide(getattr(preds, "patch_um", None), n, "patch_um")
+    y_inst = preds.y_inst if preds.y_inst is not None else [None] * n
+    out = []
+    for s, y, cells, f, size in zip(
+        preds.inst_scores, y_inst, preds.grid_xy, fractions, sizes, strict=True
+    ):
+        lesion_s, fp_s, _ = slide_detections(s, y, cells, tumor_fraction=f, patch_um=size)
+        out.append((lesion_s, fp_s))
+    return out
+
+
+def froc_of_detections(
+    detections: Sequence[tuple[np.ndarray, np.ndarray]], fp_rates: Sequence[float] = FP_RATES
+) -> FROCResult:
+    """The FROC of slides given by their ``(lesion_scores, fp_scores)`` (a slide may repeat)."""
+    lesion_scores = np.concatenate([d[0] for d in detections])
+    fp_scores = np.concatenate([d[1] for d in detections])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a draw without lesions: NaN, left out by the caller
+        return _curve(lesion_scores, fp_scores, len(detections), tuple(float(r) for r in fp_rates))
 
 
 def plot_froc(result: FROCResult, ax=None, label: str | None = None, **plot_kwargs):
