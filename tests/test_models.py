@@ -17,6 +17,7 @@ import torchmil.models as tm
 from tensordict import TensorDict
 from torch import nn
 
+import helpers.loop as loop
 import helpers.models as models_module
 import helpers.training as training
 from helpers.data import collate, load_dataset, make_loader, read_split
@@ -226,6 +227,7 @@ def module_definitions(module) -> dict[str, ast.AST]:
     [
         (models_module, ["instance_encoder", "masked_softmax", "AttentionPool", "ABMIL"]),
         (training, ["EvalTrainer"]),
+        (loop, ["one_pass"]),
     ],
 )
 def test_chapter_4_shows_the_package_code(module, names):
