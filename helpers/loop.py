@@ -44,10 +44,16 @@ class BatchCache:
 
     def __call__(self, idx: list[int]) -> TensorDict:
         if len(idx) > 1:
-            return self.collate([self.bags[i] for i in idx]).to(self.device)
+            return self._collate(idx)
         if idx[0] not in self.single:
-            self.single[idx[0]] = self.collate([self.bags[idx[0]]]).to(self.device)
+            self.single[idx[0]] = self._collate(idx)
         return self.single[idx[0]]
+
+    def _collate(self, idx: list[int]) -> TensorDict:
+        # torchmil's collate_fn builds sparse adjacency matrices from valid indices: say so,
+        # which also silences torch's warning that the checks are off
+        with torch.sparse.check_sparse_tensor_invariants(enable=False):
+            return self.collate([self.bags[i] for i in idx]).to(self.device)
 
 
 def _batch_order(loader: torch.utils.data.DataLoader) -> list[list[int]]:
