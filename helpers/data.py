@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -14,9 +14,17 @@ from tensordict import TensorDict
 from torchmil.data import collate_fn
 from torchmil.datasets import TridentWSIDataset
 
-from helpers.formats import read_coords, read_labels_csv, read_patch_labels, read_tumor_fraction
+from helpers.formats import (
+    check_patch_grid,
+    coords_patch_size,
+    read_coords,
+    read_features,
+    read_labels_csv,
+    read_patch_labels,
+    read_tumor_fraction,
+)
 from helpers.grid import grid_xy
-from helpers.settings import WSI_EXTENSIONS, Settings
+from helpers.settings import WSI_EXTENSIONS, Settings, progress_bar
 
 #: The start of torch's warning that it does not check sparse tensors (torchmil's ``adj``).
 SPARSE_WARNING = "Sparse invariant checks"
@@ -44,11 +52,7 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
     else:
         path = cfg.coords_path(name)
     attrs, _ = read_coords(path)
-    if "patch_size_level0" not in attrs:
-        raise ValueError(
-            f"{path} has no 'patch_size_level0' attribute on 'coords' (TRIDENT writes one)."
-        )
-    return int(round(float(attrs["patch_size_level0"])))
+    return coords_patch_size(attrs, path)
 
 
 def level0_mpp(cfg: Settings, name: str, coords_attrs: dict) -> float | None:
@@ -91,7 +95,9 @@ def read_split(csv_path) -> pd.DataFrame:
     a ``ValueError`` naming the file (and the lines at fault) for an empty file, no rows,
     missing columns, blank names or labels, labels other than 0/1, repeated names.
 
-    The labels come back as ``int``.
+    The names come back as ``str`` (stripped, without a slide extension such as ``.tif``),
+    the labels as ``int``. This reading is the only one: the datasets take their labels from
+    it, not from torchmil's own reading of the file.
     """
     return read_labels_csv(csv_path)
 
@@ -107,25 +113,65 @@ def has_patch_labels(cfg: Settings, names: list[str] | None = None) -> bool:
     return all(cfg.patch_labels_path(n).is_file() for n in names)
 
 
-def patch_labels_hint(cfg: Settings) -> str:
-    """A message for cells that need patch labels: none were found, and how to make them
-    (the ``python -m helpers.labels`` command, with the reader's folders filled in)."""
-    sources = " ".join(
-        f"--{flag} {folder if folder is not None else placeholder}"
+def labels_commands(cfg: Settings) -> list[str]:
+    """The ``python -m helpers.labels`` commands that make the patch labels of ``cfg``'s
+    data, one per labels CSV, with the reader's folders filled in and quoted for a POSIX
+    shell (a path with spaces pastes as one argument); continued over lines with ``\\``.
+
+    Each slide's patch size is the one its coords file records (no ``--patch_size``);
+    ``--wsi_dir`` lets the masks' size be checked against the slides. Without a mask or
+    annotations folder in ``cfg`` the command carries the placeholders ``MASKS`` and
+    ``XMLS`` to replace.
+    """
+    sources = [
+        ("--" + flag, str(folder) if folder is not None else placeholder)
         for flag, folder, placeholder in (
             ("masks_dir", cfg.mask_dir, "MASKS"),
             ("annotations_dir", cfg.annotations_dir, "XMLS"),
         )
-    )
-    commands = "\n".join(
-        f"  python -m helpers.labels --csv_path {csv} --coords_dir {cfg.coords_dir} "
-        f"--save_dir {cfg.patch_labels_dir} {sources}"
-        for csv in (cfg.train_csv, cfg.test_csv)
-    )
+        if folder is not None or (cfg.mask_dir is None and cfg.annotations_dir is None)
+    ]
+    commands = []
+    for csv in (cfg.train_csv, cfg.test_csv):
+        pairs = [
+            ("--csv_path", str(csv)),
+            ("--coords_dir", str(cfg.coords_dir)),
+            ("--save_dir", str(cfg.patch_labels_dir)),
+            *sources,
+            ("--wsi_dir", str(cfg.wsi_dir)),
+        ]
+        commands.append(
+            " \\\n    ".join(
+                ["python -m helpers.labels"]
+                + [f"{flag} {shlex.quote(value)}" for flag, value in pairs]
+            )
+        )
+    return commands
+
+
+def _full_hint(cfg: Settings) -> str:
+    commands = "\n".join(labels_commands(cfg))
     return (
         f"No patch labels in {cfg.patch_labels_dir}: this part needs them. Make them from "
         f"the tumour masks or XML annotations (README step 3, Chapter 1):\n{commands}"
     )
+
+
+#: The settings (one per chapter: each calls ``setup()``) whose full hint was shown.
+_HINTED: list[Settings] = []
+
+
+def patch_labels_hint(cfg: Settings) -> str:
+    """A message for cells that need patch labels: none were found, and how to make them
+    (the commands of :func:`labels_commands`).
+
+    Once per chapter: the first call with a ``cfg`` (each chapter's ``setup()`` makes one)
+    gives the whole note; later calls with the same ``cfg`` a one-line reminder.
+    """
+    if _HINTED and _HINTED[0] is cfg:
+        return f"(Skipped: no patch labels in {cfg.patch_labels_dir}; see the note above.)"
+    _HINTED[:] = [cfg]
+    return _full_hint(cfg)
 
 
 class CheckedTridentDataset(TridentWSIDataset):
@@ -137,21 +183,19 @@ class CheckedTridentDataset(TridentWSIDataset):
     - coords are divided by each slide's own ``patch_size_level0`` (a 20x-native slide has
       512, a 40x slide 1024), not by one number for the whole folder;
     - patch labels (when loaded) have one value per patch, each 0 or 1;
-    - every slide has exactly one row in the labels CSV.
+    - the patches of a coords file each have their own grid cell (no ``--overlap``);
+    - the bag labels are those of ``slide_labels``, the book's one reading of the labels
+      CSV (:func:`read_split`), not torchmil's own reading of the file (which turns a name
+      of digits into a number, cuts a name at its last dot and needs the header exactly).
     """
 
-    def _check_file(self, path: str, what: str) -> None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{what} file not found: {path}")
+    def __init__(self, *args, slide_labels: dict[str, int], **kwargs) -> None:
+        self.slide_labels = dict(slide_labels)  # read by _load_labels during __init__
+        super().__init__(*args, **kwargs)
 
     def _load_features(self, name: str) -> np.ndarray:
         path = os.path.join(self.features_path, name + self.file_ext)
-        self._check_file(path, "features")
-        with h5py.File(path, "r") as f:
-            if "features" not in f:
-                raise ValueError(f"{path} has no dataset 'features' (keys: {list(f.keys())})")
-            features = f["features"][:]
-            self._feature_coords_level0 = f["coords"][:] if "coords" in f else None
+        features, self._feature_coords_level0 = read_features(path)
         if features.ndim != 2 or len(features) == 0:
             raise ValueError(f"{path}: features must be (n_patches, dim), got {features.shape}")
         features = features.astype(np.float32)
@@ -166,11 +210,11 @@ class CheckedTridentDataset(TridentWSIDataset):
     def _load_coords(self, name: str) -> np.ndarray:
         path = os.path.join(self.coords_path, name + "_patches" + self.file_ext)
         attrs, coords_level0 = read_coords(path)  # FileNotFoundError naming the file
-        if "patch_size_level0" not in attrs:
-            raise ValueError(f"{path} has no 'patch_size_level0' attribute on 'coords'.")
+        size = coords_patch_size(attrs, path)
+        check_patch_grid(coords_level0, size, attrs, path)
         self._coords_level0 = coords_level0
         # torchmil's bag key "coords" holds grid cells
-        return grid_xy(coords_level0, int(round(float(attrs["patch_size_level0"]))))
+        return grid_xy(coords_level0, size)
 
     def _load_inst_labels(self, name: str) -> np.ndarray:
         path = os.path.join(self.inst_labels_path, name + self.file_ext)
@@ -186,12 +230,9 @@ class CheckedTridentDataset(TridentWSIDataset):
         return labels
 
     def _load_labels(self, name: str) -> np.ndarray:
-        label = super()._load_labels(name)
-        if len(label) != 1:
-            raise ValueError(
-                f"{self.labels_path}: slide {name!r} has {len(label)} rows (expected one)."
-            )
-        return label
+        if name not in self.slide_labels:
+            raise ValueError(f"{self.labels_path}: slide {name!r} is not listed.")
+        return np.array([self.slide_labels[name]], dtype=np.int64)
 
     def _load_bag(self, name: str) -> dict:
         bag = super()._load_bag(name)
@@ -222,11 +263,10 @@ class CheckedTridentDataset(TridentWSIDataset):
 
 
 def _checked_names(
-    cfg: Settings, csv_path, names: list[str] | None, patch_labels: bool | None
+    cfg: Settings, table: pd.DataFrame, csv_path, names: list[str] | None, patch_labels: bool | None
 ) -> tuple[list[str], bool]:
     """The slides to load and whether with patch labels, after checking that every file is
     there (see :func:`load_dataset`); a clear error otherwise."""
-    table = read_split(csv_path)
     names = list(table["wsi_name"]) if names is None else list(names)
     unknown = sorted(set(names) - set(table["wsi_name"]))
     if unknown:
@@ -254,7 +294,7 @@ def _checked_names(
                     "helpers.labels) or remove the folder to run without patch labels."
                 )
     elif patch_labels and not has_patch_labels(cfg, names):
-        raise FileNotFoundError(patch_labels_hint(cfg))
+        raise FileNotFoundError(_full_hint(cfg))
     return names, bool(patch_labels)
 
 
@@ -276,7 +316,8 @@ def load_dataset(
     ``cfg.patch_labels_dir`` (see :func:`has_patch_labels`); ``True`` requires them.
     Every bag is checked on load (see :class:`CheckedTridentDataset`).
     """
-    names, patch_labels = _checked_names(cfg, csv_path, names, patch_labels)
+    table = read_split(csv_path)
+    names, patch_labels = _checked_names(cfg, table, csv_path, names, patch_labels)
     with warnings.catch_warnings():  # torch's note on sparse checks, once per bag
         ignore_sparse_warnings()
         dataset = CheckedTridentDataset(
@@ -287,10 +328,14 @@ def load_dataset(
             wsi_names=names,
             bag_keys=BAG_KEYS if patch_labels else BAG_KEYS_NO_PATCH_LABELS,
             patch_size=patch_size_level0(cfg, names[0]),
-            load_at_init=True,
+            load_at_init=False,  # loaded below, with a bar that is no red block in Jupyter
             wsi_name_col="wsi_name",
             wsi_label_col="wsi_label",
+            slide_labels=dict(zip(table["wsi_name"], table["wsi_label"], strict=True)),
         )
+        bags = progress_bar(dataset.bag_names, desc="Loading bags", unit="bag", leave=False)
+        for name in bags:
+            dataset.loaded_bags[name] = dataset._build_bag(name)
     dims = {name: int(bag["X"].shape[1]) for name, bag in dataset.loaded_bags.items()}
     if len(set(dims.values())) > 1:
         raise ValueError(
@@ -316,8 +361,19 @@ def load_splits(
 
     The training CSV needs at least two slides of each class (one for training, one for
     validation); the validation split must get both classes (else a ``ValueError`` says to
-    raise ``val_frac``). Patch labels are loaded for both CSVs or for neither.
+    raise ``val_frac``). Patch labels are loaded for both CSVs or for neither. A slide listed
+    in both CSVs is refused (every test metric would be inflated).
     """
+    both = sorted(
+        set(read_split(cfg.train_csv)["wsi_name"]) & set(read_split(cfg.test_csv)["wsi_name"])
+    )
+    if both:
+        raise ValueError(
+            f"{len(both)} slide(s) are listed in both {cfg.train_csv} and {cfg.test_csv}: "
+            f"{both[:5]}{' ...' if len(both) > 5 else ''}. A model must not be tested on "
+            "slides it was trained on (every test metric would be inflated): remove them from "
+            "one of the two CSVs."
+        )
     train_full = load_dataset(cfg, cfg.train_csv)
     labels = np.concatenate([np.ravel(y) for y in train_full.get_bag_labels()]).astype(int)
     counts = {c: int((labels == c).sum()) for c in (0, 1)}

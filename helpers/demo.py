@@ -28,8 +28,10 @@ Safety: the demo writes only into a new or empty folder, or one that carries its
 ``.mil-book-demo.json`` (written before anything else); any other non-empty folder is refused
 with a list of what is in it. ``cohort.json`` lists every file written, with its size and
 SHA-256; ``--force`` deletes exactly those files (and the weights ``helpers.training`` cached
-in ``models/``) and nothing else. A cohort made before the marker existed (``cohort.json``
-without ``format``) is checked file by file and adopted.
+in ``models/``) and nothing else: an entry that is not a file the build writes inside the
+cohort's folder (``../x``, an absolute path, a reader's file) is never deleted. A cohort made
+before the marker existed (``cohort.json`` without ``format``) is checked file by file and
+adopted.
 
 Every file is written atomically; an interrupted run (Ctrl-C stops it in about a second, the
 worker processes exit when their parent dies) is finished by the next one. Every start
@@ -729,6 +731,9 @@ def _worker_main() -> None:
         spec = SlideSpec(**task["spec"])
         try:
             answer = {"name": spec.name, "files": _build_one(spec, task["root"], task["seed"])}
+        except OSError as exc:  # a full disk, a read-only folder: raised again by the parent
+            answer = {"name": spec.name, "error": traceback.format_exc()}
+            answer["oserror"] = [exc.errno, exc.strerror or str(exc), exc.filename]
         except Exception:  # noqa: BLE001 - reported by the parent
             answer = {"name": spec.name, "error": traceback.format_exc()}
         out.write(json.dumps(answer) + "\n")
@@ -821,6 +826,15 @@ class _WorkerPool:
                     pass
 
 
+def _raise_worker_error(answer: dict) -> None:
+    """A worker's failure raised here: its ``OSError`` (a full disk) as the same
+    ``OSError``, anything else as a :class:`CohortError` with the worker's traceback."""
+    if "oserror" in answer:
+        raise OSError(*answer["oserror"])
+    if "error" in answer:
+        raise CohortError(f"building {answer['name']} failed:\n{answer['error']}")
+
+
 def _build_slides(todo: list[SlideSpec], root: Path, seed: int, workers: int, on_done) -> None:
     """Build ``todo``; ``on_done(name, records)`` runs in this process after each slide."""
     if workers == 1 or len(todo) <= 1:
@@ -840,8 +854,7 @@ def _build_slides(todo: list[SlideSpec], root: Path, seed: int, workers: int, on
                     break
                 except queue.Empty:
                     continue
-            if "error" in answer:
-                raise CohortError(f"building {answer['name']} failed:\n{answer['error']}")
+            _raise_worker_error(answer)
             on_done(answer["name"], answer["files"])
     finally:
         pool.close()
@@ -886,9 +899,46 @@ def _cached_weights(root: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file() and ours.match(p.name)]
 
 
-def _remove_listed(root: Path, records: dict[str, dict]) -> None:
-    """Delete the files the manifest lists (and the folders they leave empty), the cached
-    weights of this cohort, and nothing else."""
+def _build_outputs(root: Path, manifest: dict) -> set[str]:
+    """Every path (relative to ``root``) a build of the manifest's plan writes; empty when
+    the manifest names no readable plan."""
+    try:
+        specs = plan_cohort(int(manifest["seed"]), tuple(map(tuple, manifest["sizes"])))
+    except (KeyError, TypeError, ValueError):
+        return set()
+    paths = CohortPaths(root)
+    files = [paths.thumbnail_path(s.name) for s in specs]
+    return set(_expected_files(paths, specs)) | {p.relative_to(root).as_posix() for p in files}
+
+
+def _removable(root: Path, records, allowed: set[str]) -> list[str]:
+    """The entries of ``records`` that may be deleted: files the build writes (``allowed``)
+    that lie inside ``root`` once links are resolved. Any other entry (``../victim``, an
+    absolute path, a reader's file named in a damaged or edited manifest) is left alone,
+    with a warning."""
+    import warnings
+
+    inside, refused = [], []
+    top = root.resolve()
+    for rel in records:
+        path = root / str(rel)
+        ok = isinstance(rel, str) and rel in allowed and path.resolve().is_relative_to(top)
+        (inside if ok else refused).append(rel)
+    if refused:
+        warnings.warn(
+            f"{root / MANIFEST} lists {len(refused)} path(s) the demo never writes there "
+            f"({', '.join(map(str, refused[:5]))}): left alone.",
+            stacklevel=3,
+        )
+    return inside
+
+
+def _remove_listed(root: Path, records: dict[str, dict], manifest: dict | None = None) -> None:
+    """Delete the files the manifest lists that the build writes inside ``root`` (and the
+    folders they leave empty), the cached weights of this cohort, and nothing else
+    (``manifest``: the plan they were made for; default: each record is one)."""
+    allowed = _build_outputs(root, manifest) if manifest is not None else set(records)
+    records = _removable(root, records, allowed)
     for rel in records:
         (root / rel).unlink(missing_ok=True)
     for path in _cached_weights(root) + _partial_files(root):
@@ -1186,7 +1236,7 @@ def _take_over(
     info = manifest or found.marker
     records: dict[str, dict] = {}
     if force or info.get("version") != COHORT_VERSION:
-        _remove_listed(root, manifest.get("files", {}))
+        _remove_listed(root, manifest.get("files", {}), manifest)
         verb = "Making the"
     elif not _same_plan(info, seed, sizes):
         raise CohortError(_other_seed_message(root, info, seed))
@@ -1413,9 +1463,26 @@ def main(argv: list[str] | None = None) -> int:
     except CohortError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (OSError, ValueError) as err:  # a full disk (also inside helpers.labels' writes)
+        if not isinstance(err, OSError) and not isinstance(err.__cause__, OSError):
+            raise
+        print(f"error: {_write_error_message(err, args.out)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _write_error_message(err: Exception, out) -> str:
+    """What a failed write (a full disk, most often) means for the cohort: every file is
+    written to a temporary name and renamed, so nothing half-written is left."""
+    root = Path(out if out is not None else default_out()).expanduser()
+    return (
+        f"{err}\nNothing half-written is left in {root}: each file is written whole or not at "
+        "all, and the slides finished so far are kept. Free some space (the full cohort "
+        "takes about 1.1 GB) or choose another --out, then run the same command again to "
+        "finish."
+    )
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def predict(
         logits, inst = wrapped.predict(batch, return_inst_pred=True)
         real = batch["mask"][0].bool()
         scores = inst[0][real].float()
+        _check_finite(out.names[len(out.prob)], logits, scores)
         out.y.append(int(batch["Y"][0]))
         out.prob.append(float(torch.sigmoid(logits.float())[0]))
         out.inst_scores.append(scores.cpu().numpy())
@@ -82,6 +83,19 @@ def predict(
     if any(sizes.get(n) is not None for n in out.names):
         out.patch_um = [sizes.get(n) for n in out.names]
     return out
+
+
+def _check_finite(name: str, logits: torch.Tensor, scores: torch.Tensor) -> None:
+    """A NaN bag logit or instance score is an error naming the slide (it would give a bag
+    of zero scores: a blank heatmap, a FROC of 0 and a patch AUROC of 0.5, silently)."""
+    bad = ~torch.isfinite(scores)
+    if bad.any() or not torch.isfinite(logits).all():
+        raise ValueError(
+            f"the model gives {int(bad.sum())} NaN or infinite instance score(s) for slide "
+            f"{name} (patches {torch.nonzero(bad).flatten()[:5].tolist()}) and bag logit "
+            f"{logits.flatten().tolist()}: check this slide's features (helpers.data.load_dataset "
+            "refuses non-finite ones) and the model's weights (a training that diverged?)."
+        )
 
 
 def bag_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -128,10 +142,13 @@ def patch_auroc(preds: Predictions, positive_bags_only: bool = True) -> float:
     """
     y_inst = require_patch_labels(preds)
     scores, labels = [], []
-    for s, yi, y in zip(preds.inst_scores, y_inst, preds.y, strict=True):
+    for name, s, yi, y in zip(preds.names, preds.inst_scores, y_inst, preds.y, strict=True):
         if positive_bags_only and y != 1:
             continue
-        scores.append(minmax(s))
+        try:
+            scores.append(minmax(s))
+        except ValueError as exc:
+            raise ValueError(f"slide {name}: {exc}") from None
         labels.append(yi)
     if not labels:
         raise ValueError("patch AUROC needs at least one tumour bag (none in these predictions)")

@@ -12,33 +12,44 @@ Layout of a TRIDENT job (see :mod:`helpers.layout`) and what each file holds::
 Public API (``N`` patches; coordinates are level-0 pixels, hence ``coords_level0``)::
 
     read_coords(path, patch_size_level0=None) -> (attrs dict, coords_level0 (N, 2) int64)
+    read_features(path) -> (features (N, dim), coords_level0 (N, 2) or None)
+    check_patch_grid(coords_level0, patch_size_level0, attrs, path)
     save_coords(path, coords_level0, attrs)
     save_features(path, features, coords_level0, coords_attrs, encoder_name)
     read_patch_labels(path) -> (N,) int64
     write_patch_labels(path, labels, fractions=None, attrs=None)   (atomic)
     read_labels_csv(csv_path) -> DataFrame wsi_name (str), wsi_label (int 0/1)
+    is_patch_labels_file(path) -> bool
     open_slide(path_or_slide, what="slide") -> (openslide.OpenSlide, opened_here)
     read_thumbnail(path_or_slide, max_size=1000) -> (h, w, 3) uint8
     save_thumbnail(slide, path, size=1000)
 
 ``read_coords`` returns ``(attrs, coords)`` in that order, as TRIDENT's own ``read_coords``.
+Every h5 file is made in memory and written with :func:`helpers.fileio.write_bytes` (free
+space checked first; a full disk is a clear ``OSError``, never half a file or an h5py crash).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from helpers.fileio import atomic_path
+from helpers.fileio import atomic_path, write_bytes
 from helpers.grid import check_coords_level0
+from helpers.layout import WSI_EXTENSIONS
 
 __all__ = [
     "LabelInputError",
     "read_coords",
+    "read_features",
+    "check_patch_grid",
     "save_coords",
     "save_features",
     "read_patch_labels",
@@ -46,6 +57,7 @@ __all__ = [
     "write_patch_labels",
     "write_patch_labels_h5",
     "read_labels_csv",
+    "is_patch_labels_file",
     "open_slide",
     "read_thumbnail",
     "save_thumbnail",
@@ -65,6 +77,11 @@ COORDS_ATTRIBUTES = (
 )
 #: Problems listed in an error message before "... and N more".
 MAX_SHOWN = 5
+#: The datasets of a patch-labels file of this book (``helpers.labels`` writes them).
+PATCH_LABEL_KEYS = frozenset({"patch_labels", "tumor_fraction"})
+#: What to do about a damaged TRIDENT file.
+REDO_COORDS = "run TRIDENT's patching (--task coords) again for this slide"
+REDO_FEATURES = "extract this slide's features again (TRIDENT --task feat)"
 
 
 class LabelInputError(ValueError):
@@ -87,8 +104,28 @@ def _read_dataset(path: Path, key: str, what: str) -> tuple[np.ndarray, dict]:
             data = np.asarray(f[key][:])
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f[key].attrs.items()}
     except OSError as exc:
-        raise LabelInputError(f"cannot read {what} {path}: {exc}") from exc
+        raise LabelInputError(
+            f"cannot read {what} {path}: {exc} (an empty, truncated or non-h5 file)"
+        ) from exc
     return data, attrs
+
+
+def _whole_positive(attrs: dict, key: str, path: Path) -> int | None:
+    """Attribute ``key`` as an int when present (TRIDENT stores some as floats, 1024.0);
+    :class:`LabelInputError` naming the file when it is not a whole number > 0 (NaN, 0, ...)."""
+    if key not in attrs:
+        return None
+    value = attrs[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0 and number == round(number)):
+        raise LabelInputError(
+            f"{path}: the attribute {key}={value!r} of 'coords' is not a whole number > 0 "
+            f"(a damaged file, or one TRIDENT did not write): {REDO_COORDS}."
+        )
+    return int(round(number))
 
 
 def read_coords(path, patch_size_level0: int | None = None) -> tuple[dict, np.ndarray]:
@@ -106,6 +143,8 @@ def read_coords(path, patch_size_level0: int | None = None) -> tuple[dict, np.nd
     """
     path = Path(path)
     coords_level0, attrs = _read_dataset(path, "coords", "coords file")
+    for key in ("patch_size_level0", "level0_width", "level0_height"):
+        _whole_positive(attrs, key, path)  # NaN, 0 or 1.5: an error naming the file
     try:
         coords_level0 = check_coords_level0(coords_level0)
     except ValueError as exc:
@@ -134,10 +173,7 @@ def check_coords_spacing(
     step = patch_size_level0 - int(attrs.get("overlap", 0) or 0)
     if len(coords_level0) < 2 or step <= 0:
         return
-    offsets = np.concatenate(
-        [coords_level0[:, 0] - coords_level0[0, 0], coords_level0[:, 1] - coords_level0[0, 1]]
-    )
-    spacing = int(np.gcd.reduce(np.abs(offsets)))
+    spacing = _spacing(coords_level0)
     if spacing not in (0, step):
         raise LabelInputError(
             f"{path.name}: the patches are spaced by {spacing} level-0 px, which does not match "
@@ -145,17 +181,111 @@ def check_coords_spacing(
         )
 
 
-def level0_size(attrs: dict) -> tuple[int, int] | None:
-    """The slide's level-0 ``(width, height)`` from coords attributes, or ``None``."""
-    if "level0_width" in attrs and "level0_height" in attrs:
-        return int(attrs["level0_width"]), int(attrs["level0_height"])
+def _spacing(coords_level0: np.ndarray) -> int:
+    """The largest step every patch position is a multiple of (from the first patch), in
+    level-0 px: the grid step of a coords file (0 for a single position)."""
+    offsets = np.concatenate(
+        [coords_level0[:, 0] - coords_level0[0, 0], coords_level0[:, 1] - coords_level0[0, 1]]
+    )
+    return int(np.gcd.reduce(np.abs(offsets))) if len(offsets) else 0
+
+
+def check_patch_grid(
+    coords_level0: np.ndarray, patch_size_level0: int, attrs: dict, path: str | os.PathLike
+) -> None:
+    """The patches of a coords file must each have their own cell of the patch grid.
+
+    The bags' ``coords`` are grid cells (``coords_level0 // patch_size_level0``), and the
+    adjacency, the heatmaps and the FROC are computed on them. A TRIDENT job made with
+    ``--overlap`` (or a ``patch_size_level0`` that is not the coords' spacing) puts several
+    patches in one cell: refused with a :class:`LabelInputError` naming the file and why.
+    """
+    overlap = attrs.get("overlap", 0)
+    try:
+        overlapping = float(overlap) != 0
+    except (TypeError, ValueError):
+        overlapping = True
+    if overlapping:
+        raise LabelInputError(
+            f"{path}: the patches overlap (overlap={overlap!r}, TRIDENT's --overlap): this "
+            "book's bags need one patch per grid cell (the adjacency, the heatmaps and the "
+            "FROC work on the patch grid). Run TRIDENT's patching again with --overlap 0 (its "
+            "default), extract the features of those patches, and point MIL_BOOK_PATCH_DIR at "
+            "that job's folder."
+        )
+    if not len(coords_level0):
+        return
+    spacing = _spacing(coords_level0)
+    if spacing % patch_size_level0 or len(np.unique(coords_level0, axis=0)) < len(coords_level0):
+        raise LabelInputError(
+            f"{path}: the patches are spaced by {spacing} level-0 px (or repeat), which is not "
+            f"a multiple of patch_size_level0={patch_size_level0}: patches would share grid "
+            f"cells. The file's patch_size_level0 does not match its coords: {REDO_COORDS}."
+        )
+
+
+def level0_size(attrs: dict, path: str | os.PathLike = "coords file") -> tuple[int, int] | None:
+    """The slide's level-0 ``(width, height)`` from coords attributes, or ``None``;
+    :class:`LabelInputError` naming ``path`` when they are not whole numbers > 0."""
+    width = _whole_positive(attrs, "level0_width", Path(path))
+    height = _whole_positive(attrs, "level0_height", Path(path))
+    if width is not None and height is not None:
+        return width, height
     return None
+
+
+def coords_patch_size(attrs: dict, path: str | os.PathLike) -> int:
+    """The ``patch_size_level0`` a coords file records, as an int (TRIDENT writes 1024.0);
+    :class:`LabelInputError` naming the file when it is missing, NaN, 0 or not whole."""
+    size = _whole_positive(attrs, "patch_size_level0", Path(path))
+    if size is None:
+        raise LabelInputError(
+            f"{path} has no 'patch_size_level0' attribute on 'coords' (TRIDENT writes one; "
+            f"attributes: {sorted(attrs)}): {REDO_COORDS}."
+        )
+    return size
+
+
+def read_features(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``features`` ``(N, dim)`` of a TRIDENT features file and its ``coords`` ``(N, 2)``
+    (``None`` when the file has none), as stored; errors name the file and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"features file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "features" not in f:
+                raise LabelInputError(
+                    f"{path} has no dataset 'features' (keys: {list(f.keys())}): {REDO_FEATURES}."
+                )
+            features = f["features"][:]
+            coords_level0 = f["coords"][:] if "coords" in f else None
+    except OSError as exc:
+        raise LabelInputError(
+            f"cannot read features file {path}: {exc}. The file is empty, truncated or not an "
+            f"h5 file: {REDO_FEATURES}."
+        ) from exc
+    return features, coords_level0
+
+
+_MEMORY_FILES = itertools.count()
+
+
+def _h5_bytes(fill: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of an h5 file made in memory by ``fill(file)``: the same bytes h5py writes
+    to disk, without touching the disk (h5py crashes, not raises, when a disk fills up)."""
+    name = f"mil-book-{os.getpid()}-{next(_MEMORY_FILES)}.h5"
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
+        fill(f)
+        f.flush()
+        return f.id.get_file_image()
 
 
 def _save_h5(path: str | os.PathLike, assets: dict, attributes: dict) -> None:
     """Write datasets as TRIDENT does (one chunk per row, resizable first axis), each with
     its own attributes and none on the file; atomically."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+
+    def fill(f: h5py.File) -> None:
         for key, data in assets.items():
             dataset = f.create_dataset(
                 key,
@@ -164,6 +294,10 @@ def _save_h5(path: str | os.PathLike, assets: dict, attributes: dict) -> None:
                 maxshape=(None,) + data.shape[1:],
             )
             dataset.attrs.update(attributes.get(key, {}))
+
+    data = _h5_bytes(fill)
+    with atomic_path(path) as tmp:
+        write_bytes(tmp, data, what=Path(path).name)
 
 
 def save_coords(path: str | os.PathLike, coords_level0: np.ndarray, attrs: dict) -> None:
@@ -252,13 +386,35 @@ def write_patch_labels(
 
 def write_patch_labels_h5(path, labels, fractions=None, attrs: dict | None = None) -> None:
     """Write a patch-labels h5 file straight to ``path`` (not atomic: see
-    :func:`write_patch_labels`); the caller checks shapes."""
-    with h5py.File(path, "w") as f:
+    :func:`write_patch_labels`); the caller checks shapes. A failed write (a full disk)
+    raises ``OSError`` and leaves no file at ``path``."""
+
+    def fill(f: h5py.File) -> None:
         dataset = f.create_dataset("patch_labels", data=np.asarray(labels).astype(np.int64))
         for k, v in (attrs or {}).items():
             dataset.attrs[k] = v
         if fractions is not None:
             f.create_dataset("tumor_fraction", data=np.asarray(fractions, dtype=np.float32))
+
+    write_bytes(path, _h5_bytes(fill), what=f"patch labels {Path(path).name}")
+
+
+def patch_labels_nbytes(n_patches: int) -> int:
+    """About the size of a patch-labels file of ``n_patches`` (labels, fractions and h5
+    bookkeeping), for a free-space check before writing."""
+    return 12 * int(n_patches) + 8192
+
+
+def is_patch_labels_file(path) -> bool:
+    """Whether ``path`` is an h5 file holding this book's patch labels and nothing else
+    (``patch_labels``, and ``tumor_fraction`` when present): the only kind of existing file
+    ``helpers.labels`` may replace."""
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+    except OSError:
+        return False
+    return "patch_labels" in keys and keys <= PATCH_LABEL_KEYS
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,8 +446,22 @@ def _read_csv_text(csv_path: Path) -> pd.DataFrame:
     return df
 
 
+def _without_slide_extension(name: str) -> str:
+    """``normal_001.tif`` -> ``normal_001`` (TRIDENT names its files by the slide's stem);
+    only a slide extension (:data:`helpers.layout.WSI_EXTENSIONS`) goes, so a name with other
+    dots (``TCGA-...-DX1.2C0E04A1``) stays whole."""
+    for ext in WSI_EXTENSIONS:
+        if name.lower().endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return name
+
+
 def read_labels_csv(csv_path) -> pd.DataFrame:
     """A slide-labels CSV (``wsi_name,wsi_label``), checked row by row.
+
+    Names are stripped of surrounding spaces and of a slide extension (``normal_001.tif``
+    names the slide ``normal_001``, as TRIDENT names its files); names of digits only stay
+    text (``"00123"``).
 
     Raises :class:`LabelInputError` (naming the file, and the lines at fault) for an empty
     file, a file with a header but no rows, missing columns, blank names, names listed
@@ -302,7 +472,7 @@ def read_labels_csv(csv_path) -> pd.DataFrame:
     """
     csv_path = Path(csv_path)
     df = _read_csv_text(csv_path)
-    names = df["wsi_name"].str.strip()
+    names = df["wsi_name"].str.strip().map(_without_slide_extension)
     text = df["wsi_label"].str.strip()
     value = pd.to_numeric(text, errors="coerce")
     line = df.index + 2  # 1-based, after the header

@@ -137,7 +137,8 @@ def minmax(values) -> np.ndarray:
     bag outranks another bag's patches. Empty input gives an empty array.
 
     Arguments:
-        values: ``(N,)`` finite numbers.
+        values: ``(N,)`` finite numbers; a NaN or infinite value is a ``ValueError`` (it would
+            turn the whole bag into zeros: a blank heatmap, a bag that scores nothing).
 
     Returns:
         ``(N,)`` float64.
@@ -145,6 +146,12 @@ def minmax(values) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return values.copy()
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(
+            f"minmax: {int(bad.sum())} of {values.size} values are NaN or infinite (at "
+            f"{np.flatnonzero(bad)[:5].tolist()}); scores must be finite numbers."
+        )
     span = values.max() - values.min()
     return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 

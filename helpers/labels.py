@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
+from tqdm import tqdm
 
 from helpers.annotations import (
     EXCLUDE_GROUPS,
@@ -60,18 +60,22 @@ from helpers.coverage import (
     tumor_fraction_from_xml,
     tumor_fraction_per_patch,
 )
+from helpers.fileio import require_free_space
 from helpers.formats import (
     MAX_SHOWN,
     LabelInputError,
     check_coords_spacing,
+    is_patch_labels_file,
     level0_size,
     open_slide,
+    patch_labels_nbytes,
     read_coords,
     read_labels_csv,
     write_patch_labels,
     write_patch_labels_h5,
 )
 from helpers.layout import WSI_EXTENSIONS, annotation_file, coords_file, mask_file
+from helpers.settings import progress_bar
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -162,7 +166,7 @@ def label_slide(
         if len(fractions) and not fractions.any():
             _check_tumor_value(mask, patch_size_level0, tumor_value)
     elif xml_path is not None:
-        _check_xml_has_tumor(xml_path)
+        _check_xml_has_tumor(xml_path, level0_size=level0_size)
         fractions = tumor_fraction_from_xml(xml_path, coords_level0, patch_size_level0, level0_size)
         source = "xml"
     else:
@@ -178,6 +182,7 @@ def _check_tumor_value(mask, patch_size_level0: int, tumor_value: int) -> None:
         return  # tumor exists, just not under a patch (summary_line lists such slides)
     others = [int(v) for v in np.flatnonzero(counts) if v != 0]
     name = mask if isinstance(mask, (str, os.PathLike)) else "(open slide)"
+    _check_single_channel(mask, name, tumor_value)
     if others:
         shown = ", ".join(f"{v} ({counts[v]} px)" for v in others)
         raise LabelInputError(
@@ -188,11 +193,85 @@ def _check_tumor_value(mask, patch_size_level0: int, tumor_value: int) -> None:
     warnings.warn(f"tumor slide mask {name} is all 0: no tumor pixel.", stacklevel=3)
 
 
-def _check_xml_has_tumor(xml_path, tumor_groups: Sequence[str] = TUMOR_GROUPS) -> None:
-    """An annotation file of a tumor slide must hold a tumor polygon: name the groups it has."""
+#: Colours listed when a mask turns out to be a colour image.
+MAX_COLOURS = 6
+
+
+def _check_single_channel(mask, name, tumor_value: int) -> None:
+    """Masks are read as one channel (the first): a colour mask (an RGB image whose channels
+    differ) would be read wrongly. Raise :class:`LabelInputError` naming its colours and how
+    to turn it into a mask the labels read (its coarsest level is looked at)."""
+    slide, opened = open_slide(mask, "mask")
+    try:
+        level = slide.level_count - 1
+        rgba = np.asarray(slide.read_region((0, 0), level, slide.level_dimensions[level]))
+    finally:
+        if opened:
+            slide.close()
+    rgb = rgba[..., :3].reshape(-1, 3)
+    if (rgb == rgb[:, :1]).all():
+        return  # grey levels: the first channel is the value
+    colours, counts = np.unique(rgb, axis=0, return_counts=True)
+    order = np.argsort(-counts)[:MAX_COLOURS]
+    shown = ", ".join(
+        f"{tuple(int(c) for c in colours[i])} ({counts[i] / counts.sum():.1%})" for i in order
+    )
+    more = f" and {len(colours) - len(order)} more" if len(colours) > len(order) else ""
+    example = tuple(int(c) for c in colours[order[min(1, len(order) - 1)]])
+    raise LabelInputError(
+        f"tumor slide mask {name} is a colour image (RGB), but masks are read as one channel "
+        f"of values (CAMELYON16's: 0 background, {tumor_value} tumour); its colours (share of "
+        f"the pixels): {shown}{more}. Pick the tumour colour and save a one-channel mask with "
+        f"tumour = {tumor_value}, e.g. for {example}: mask = (rgb == {example}).all(-1) * "
+        f"{tumor_value} (uint8, the same size and pyramid), then label again."
+    )
+
+
+#: Annotation vertices beyond this many level-0 px from 0 are refused when the slide's size
+#: is unknown (no slide is 16 million px wide; rasterising overflows int32 further out).
+MAX_VERTEX_LEVEL0 = 1 << 24
+
+
+def _check_polygons(xml_path, polygons: list[np.ndarray], level0_size) -> None:
+    """Every vertex must be a finite number, and lie within a slide's width of the slide
+    (``level0_size`` known) or within :data:`MAX_VERTEX_LEVEL0` of 0; else a
+    :class:`LabelInputError` naming the file (NaN, inf or 1e10 would rasterise to nothing)."""
+    if not polygons:
+        return
+    vertices = np.concatenate(polygons)
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        raise LabelInputError(
+            f"annotation file {xml_path}: {int(bad.sum())} vertices are not finite numbers "
+            f"(e.g. X={vertices[bad][0, 0]}, Y={vertices[bad][0, 1]}): fix or re-export the "
+            "annotations."
+        )
+    if level0_size is not None:
+        w, h = level0_size
+        low, high = np.array([-w, -h]), np.array([2 * w, 2 * h])
+        extent = f"the slide ({w}x{h} level-0 px)"
+    else:
+        low, high = -MAX_VERTEX_LEVEL0, MAX_VERTEX_LEVEL0
+        extent = f"any slide (|X|, |Y| <= {MAX_VERTEX_LEVEL0})"
+    far = ((vertices < low) | (vertices > high)).any(axis=1)
+    if far.any():
+        x, y = vertices[far][0]
+        raise LabelInputError(
+            f"annotation file {xml_path}: {int(far.sum())} vertices lie far beyond {extent}, "
+            f"e.g. X={x:g}, Y={y:g}: is it the annotation of another slide, or in another unit "
+            "than level-0 pixels? Fix or re-export the annotations."
+        )
+
+
+def _check_xml_has_tumor(
+    xml_path, tumor_groups: Sequence[str] = TUMOR_GROUPS, level0_size=None
+) -> None:
+    """An annotation file of a tumor slide must hold a tumor polygon (name the groups it has),
+    and its vertices must be usable coordinates (see :func:`_check_polygons`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tumor, _ = read_polygons(xml_path, tumor_groups)
+        tumor, exclude = read_polygons(xml_path, tumor_groups)
+    _check_polygons(xml_path, tumor + exclude, level0_size)
     if tumor:
         return
     groups = annotation_groups(xml_path)
@@ -212,7 +291,7 @@ def _check_tumor_source(mask_path, xml_path, level0_size) -> None:
         finally:
             slide.close()
     if xml_path is not None:
-        _check_xml_has_tumor(xml_path)
+        _check_xml_has_tumor(xml_path, level0_size=level0_size)
 
 
 def _mask_extent_problem(
@@ -353,7 +432,7 @@ def _read_slide_input(
     if size is None:
         size = _file_patch_size(attrs, coords_path)
         check_coords_spacing(coords_level0, size, attrs, coords_path)
-    slide_size = level0_size(attrs)
+    slide_size = level0_size(attrs, coords_path)
     if slide_size is None and folders.wsi is not None:
         slide_size = _slide_size(folders.wsi, name)
     _check_tumor_source(mask_path, xml_path, slide_size)
@@ -432,7 +511,7 @@ TABLE_COLUMNS = ["name", "wsi_label", "n_patches", "n_positive", "source", "thre
 def _label_all(slides: list[_SlideInput], save_dir: Path, options: dict, n_csv: int, progress):
     """Label every slide in memory: ``(table rows, [(path, labels, fractions, attrs)])``."""
     rows, outputs, problems = [], [], []
-    for slide in tqdm(slides, desc="patch labels", unit="slide", disable=not progress):
+    for slide in progress_bar(slides, desc="patch labels", unit="slide", disable=not progress):
         try:
             labels, fractions, source, used, relaxed = _label_one(slide, **options)
         except LabelInputError as exc:
@@ -496,6 +575,7 @@ def label_folder(
     save_dir = Path(save_dir)
     _check_save_dir(save_dir)
     table = read_labels_csv(csv_path)
+    _check_existing_outputs(save_dir, list(table["wsi_name"]))
     folders = _Folders.checked(coords_dir, masks_dir, annotations_dir, wsi_dir)
     # 1. check every input before writing anything, and report every problem at once
     slides = _load_inputs(table, folders, patch_size_level0)
@@ -534,10 +614,35 @@ def _check_save_dir(save_dir: Path) -> None:
         )
 
 
+def _check_existing_outputs(save_dir: Path, names: list[str]) -> None:
+    """Only patch-labels files may be replaced: any other file at ``<save_dir>/<name>.h5``
+    (a TRIDENT features file, when ``--save_dir`` names a ``features_<encoder>`` folder)
+    stops the run before anything is written."""
+    if not save_dir.is_dir():
+        return
+    foreign = [
+        save_dir / f"{n}.h5"
+        for n in names
+        if (save_dir / f"{n}.h5").exists() and not is_patch_labels_file(save_dir / f"{n}.h5")
+    ]
+    if foreign:
+        shown = ", ".join(p.name for p in foreign[:MAX_SHOWN])
+        more = f" and {len(foreign) - MAX_SHOWN} more" if len(foreign) > MAX_SHOWN else ""
+        raise LabelInputError(
+            f"--save_dir {save_dir} holds {len(foreign)} file(s) that are not patch labels "
+            f"({shown}{more}) and would be replaced: nothing was written. Is it a TRIDENT "
+            "features or patches folder? Pass the patch_labels folder of the job instead "
+            "(<job_dir>/<patch_dir>/patch_labels), or move those files away."
+        )
+
+
 def _write_all(save_dir: Path, outputs: list) -> None:
-    """Write every ``(path, labels, fractions, attrs)`` or none (tmp files, then renames)."""
+    """Write every ``(path, labels, fractions, attrs)`` or none (tmp files, then renames),
+    after checking the disk has room for them all."""
     written: list[tuple[Path, Path]] = []
     try:
+        needed = sum(patch_labels_nbytes(len(labels)) for _, labels, _, _ in outputs)
+        require_free_space(save_dir, needed, f"the patch labels of {len(outputs)} slides")
         save_dir.mkdir(parents=True, exist_ok=True)
         for path, labels, fractions, attrs in outputs:
             tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")

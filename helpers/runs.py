@@ -22,7 +22,7 @@ import torch
 from joblib import Parallel, delayed
 
 from helpers.settings import Settings, seed_everything
-from helpers.training import cache_path, train_or_load
+from helpers.training import cache_dir, cache_path, cache_problem, train_or_load
 
 
 @dataclass
@@ -77,7 +77,9 @@ def train_many(
         One ``(model, history)`` per run, the model in eval mode on ``device``.
     """
     device = torch.device(device)
-    todo = [run for run in runs if not run.cached(cfg)] if device.type == "cpu" else []
+    # (where the weights cannot be saved, the workers' runs would be lost: train here)
+    parallel = device.type == "cpu" and cache_problem(cache_dir(cfg)) is None
+    todo = [run for run in runs if not run.cached(cfg)] if parallel else []
     n_jobs = min(n_jobs or cpu_workers(), len(todo))
     if n_jobs > 1:
         Parallel(n_jobs=n_jobs, backend="loky")(delayed(_train_in_worker)(cfg, r) for r in todo)

@@ -173,6 +173,52 @@ def load_settings() -> Settings:
     raise ValueError(f"MIL_BOOK_DATA must be 'demo' or 'camelyon16', not {source!r}.")
 
 
+#: The optional folders of a reader's data: variable, attribute, what the folder holds.
+OPTIONAL_FOLDERS = (
+    ("MIL_BOOK_MASK_DIR", "mask_dir", "<name>_mask.tif tumour masks"),
+    ("MIL_BOOK_ANNOTATIONS_DIR", "annotations_dir", "<name>.xml annotations"),
+)
+
+
+def check_optional_folders(cfg: Settings) -> None:
+    """``MIL_BOOK_MASK_DIR`` and ``MIL_BOOK_ANNOTATIONS_DIR`` are optional, but when set they
+    must name a folder: a ``FileNotFoundError`` says which variable points nowhere."""
+    for variable, attribute, holds in OPTIONAL_FOLDERS:
+        folder = getattr(cfg, attribute)
+        if folder is not None and not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise FileNotFoundError(
+                f"{variable}={folder} {what}: point it at the folder of the {holds}, or unset "
+                "it to run without them."
+            )
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (as ``tqdm.autonotebook`` tells)."""
+    import sys
+
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm progress bar that never shows as an error in a notebook.
+
+    In a terminal: tqdm's bar on stderr. In Jupyter: tqdm's notebook widget when ipywidgets
+    is installed, else no bar at all (tqdm's text bar goes to stderr, which Jupyter and the
+    HTML export show as a red block, like an error). ``kwargs`` are tqdm's.
+    """
+    from tqdm import tqdm
+
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
+            from tqdm.notebook import tqdm
+        except ImportError:
+            kwargs["disable"] = True
+    return tqdm(iterable, **kwargs)
+
+
 def get_device() -> torch.device:
     """The GPU when there is one (CUDA, then Apple MPS), else the CPU."""
     import torch
@@ -213,6 +259,7 @@ def setup(seed: int = 0, verbose: bool = True) -> Settings:
         for path in (cfg.wsi_dir, cfg.trident_dir, cfg.train_csv, cfg.test_csv):
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist; check the MIL_BOOK_* variables.")
+        check_optional_folders(cfg)
     seed_everything(seed)
     if get_device().type == "cpu":
         # MIL models are small: on a CPU one thread beats several (no thread hand-offs)

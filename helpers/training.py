@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,6 +148,53 @@ def cache_dir(cfg: Settings) -> Path:
     return Path.home() / ".cache" / "mil-book" / "models"
 
 
+def _load_cached(path: Path, model: torch.nn.Module) -> pd.DataFrame | None:
+    """Load the weights cached at ``path`` into ``model``; return the history they were
+    trained with, or ``None`` (with a warning naming the file) when the entry is damaged:
+    truncated, empty, not a weights file, or weights of another architecture. A damaged
+    entry is trained again and replaced."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        return pd.DataFrame(saved["history"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable entry: train again
+        warnings.warn(
+            f"the cached weights {path} are damaged ({type(exc).__name__}: {exc}); training "
+            "again, and the entry will be replaced.",
+            stacklevel=3,
+        )
+        return None
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why trained weights cannot be saved in ``folder`` (a file, or not writable), or
+    ``None``; checked before training, so that a long training is not lost at the end."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def _save_cached(path: Path, model: torch.nn.Module, history: pd.DataFrame) -> None:
+    """Save the trained weights to ``path`` atomically; on failure (read-only folder, full
+    disk) warn, naming the file: the model stays in memory, only the cache entry is lost."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    try:
+        with atomic_path(path) as tmp:  # per-process temporary file: runs never clash
+            torch.save({"state_dict": state, "history": history.to_dict("list")}, tmp)
+    except (OSError, RuntimeError) as exc:  # torch.save reports some write errors as such
+        warnings.warn(
+            f"could not cache the trained weights in {path} ({exc}); the model is kept in "
+            "memory for this session. Set MIL_BOOK_MODELS_DIR to a writable folder to cache "
+            "it.",
+            stacklevel=3,
+        )
+
+
 # Bag entries that training never reads (the patch labels, only used for evaluation).
 UNTRAINED_KEYS = frozenset({"y_inst"})
 
@@ -208,9 +256,19 @@ def train_or_load(
     model = make_model()
     path = cache_path(cfg, name, model, train_loader, val_loader, train_kwargs)
     if path.exists() and not retrain:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["state_dict"])
-        return model.to(device).eval(), pd.DataFrame(saved["history"])
+        history = _load_cached(path, model)
+        if history is not None:
+            return model.to(device).eval(), history
+        seed_everything(train_kwargs.get("seed", 0))  # the same initial weights as a first run
+        model = make_model()
+    problem = cache_problem(path.parent)
+    if problem:
+        warnings.warn(
+            f"trained weights cannot be cached in {path.parent} ({problem}; "
+            "MIL_BOOK_MODELS_DIR sets the folder): the model will be trained and kept in "
+            "memory only.",
+            stacklevel=2,
+        )
     # the Trainer's steps without its per-step bookkeeping: the same weights, faster
     model, history = fit(
         model,
@@ -220,9 +278,8 @@ def train_or_load(
         metrics_dict=binary_metrics(device),
         **train_kwargs,
     )
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:  # per-process temporary file: concurrent runs never clash
-        torch.save({"state_dict": state, "history": history.to_dict("list")}, tmp)
+    if not problem:
+        _save_cached(path, model, history)
     return model, history
 
 

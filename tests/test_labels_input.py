@@ -175,8 +175,8 @@ def test_save_dir_that_is_not_writable(folder, monkeypatch, capsys):
 
 
 def test_a_failed_write_leaves_nothing(folder, monkeypatch):
-    (folder / "out").mkdir()
-    (folder / "out" / "normal_001.h5").write_bytes(b"older labels")
+    L.write_patch_labels(folder / "out" / "normal_001.h5", np.ones(64, np.int64))  # older labels
+    older = (folder / "out" / "normal_001.h5").read_bytes()
     real = L.write_patch_labels_h5
     calls = []
 
@@ -190,7 +190,7 @@ def test_a_failed_write_leaves_nothing(folder, monkeypatch):
     with pytest.raises(L.LabelInputError, match="No space left.*nothing was written"):
         run(folder)
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["normal_001.h5"]
-    assert (folder / "out" / "normal_001.h5").read_bytes() == b"older labels"
+    assert (folder / "out" / "normal_001.h5").read_bytes() == older
 
 
 def write_xml(path: Path, group: str | None) -> Path:

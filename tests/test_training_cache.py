@@ -87,13 +87,13 @@ def test_new_data_under_the_same_names_is_trained_not_loaded(cfg, tmp_path, monk
     fit(cfg, Bags(), Bags(seed=9))
     assert len(list(tmp_path.glob("t-*.pt"))) == 1
     calls = []
-    real = training.train_model
+    real = training.fit
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_model", counting)
+    monkeypatch.setattr(training, "fit", counting)
     fit(cfg, Bags(), Bags(seed=9))
     assert calls == [], "same data: loaded from the cache"
     fit(cfg, Bags(seed=1), Bags(seed=9))  # the cohort rebuilt with another seed
