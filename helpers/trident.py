@@ -43,7 +43,6 @@ import cv2
 import numpy as np
 import openslide
 import torch
-from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.formats import (  # noqa: F401  (the TRIDENT files, importable from here)
     read_coords,
@@ -51,6 +50,7 @@ from helpers.formats import (  # noqa: F401  (the TRIDENT files, importable from
     save_features,
     save_thumbnail,
 )
+from helpers.settings import progress_bar
 
 
 def objective_power(slide: openslide.OpenSlide) -> int:
@@ -427,7 +427,7 @@ def extract_features(
     encoder = encoder.eval().to(device)
     feats = []
     starts = range(0, len(coords_level0), batch_size)
-    for start in tqdm(starts, desc=str(attrs.get("name", "patches")), disable=not progress):
+    for start in progress_bar(starts, desc=str(attrs.get("name", "patches")), disable=not progress):
         batch = read_patches(
             slide,
             coords_level0[start : start + batch_size],
