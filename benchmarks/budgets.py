@@ -1,5 +1,6 @@
-"""Every benchmark's goal, in one place: the scripts of ``benchmarks/`` and ``make bench``
-read them here.
+"""Every speed goal of the benchmarks, in one place: the scripts of ``benchmarks/`` and
+``make bench`` read them here (``demo_quality.py`` keeps its goals on the cohort's
+difficulty in its own docstring).
 
 A goal is either a speed-up (the slow way's time over ours, both measured side by side in
 one run) or a wall time on a 2-core machine. A shared machine adds noise: other jobs take
@@ -32,7 +33,8 @@ SETUP_CACHED_SECONDS = 2.0
 #: ``setup()``'s fast start in an empty folder: the h5 files written from the shipped arrays
 #: (the README: "in seconds").
 SETUP_COLD_SECONDS = 10.0
-#: A full build per slide (one worker): the README's 7.5 minutes for 70 slides on 2 cores.
+#: A full build from pixels, seconds per slide for one worker: the README's 7.5 minutes for
+#: the 70 slides (262 patches on average) on 2 cores.
 COHORT_SECONDS_PER_SLIDE = 13.0
 #: Checking a complete cohort (``ensure_cohort`` again: sizes and times of every file).
 COHORT_CACHED_SECONDS = 1.0
