@@ -26,6 +26,8 @@ LABELS_SPEEDUP = 20.0
 #: Seconds of training per chapter: ABMIL (chapter 4), the mean-pooling baseline (chapter 5),
 #: the nine models with three seeds (chapter 7's bulk training).
 TRAINING_SECONDS = {"04": 15.0, "05": 15.0, "07": 60.0}
+#: What changes on a GPU: chapter 7's bulk training.
+TRAINING_SECONDS_GPU = {"07": 20.0}
 
 # ---- the demo cohort (bench_cohort.py, bench_setup.py)
 #: A chapter's first cell with the cohort in place: ``setup()`` in a fresh process (issue 11).
