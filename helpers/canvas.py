@@ -283,7 +283,8 @@ class _LevelTiles:
         """RGB ``(height, width, 3)`` of the window of ``size`` ``(width, height)`` level
         pixels at ``origin_level0``: from a TIFF, the pixels of ``tiles`` (indices from
         :meth:`tiles_under`; each decoded on first use and kept until :meth:`forget_above`),
-        white elsewhere and beyond the level; through openslide, the whole window."""
+        white elsewhere and beyond the level (one buffer reused by every call: valid until
+        the next); through openslide, the whole window."""
         if self.tiff is None:
             rgba = self.slide.read_region(origin_level0, self.level, size)
             return to_rgb(np.asarray(rgba))
