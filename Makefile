@@ -7,6 +7,8 @@
 #   make colab   every chapter on a Colab-like runtime (Python 3.13, Colab's torch, numpy,
 #                pandas, scikit-learn and h5py installed first, the package on top)
 #   make perturbed  every chapter under another numeric back end (MKL_CBWR, ATEN_CPU_CAPABILITY)
+#   make bench   a short version of every benchmark (benchmarks/bench_all.py): speed-ups and
+#                times against the budgets of benchmarks/budgets.py (about 5 minutes)
 #   make help    every target, one line each
 #   make lint    ruff check + ruff format --check of the package, tests, benchmarks and
 #                book/_ext, and ruff check of the chapters' code (notebooks/*.ipynb)
@@ -76,7 +78,7 @@ COLAB_PY = $(COLAB_VENV)/bin/python
 COLAB_VERSIONS = $(COLAB_PY) -c "import importlib.metadata as m; \
 	print(*(m.version(p) for p in ('torch', 'numpy', 'pandas', 'scikit-learn', 'h5py')))"
 
-.PHONY: colab py313 perturbed help
+.PHONY: colab py313 perturbed help bench
 colab:
 	@test -x $(COLAB_PY) || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
 	@$(COLAB_PY) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
@@ -118,6 +120,7 @@ help:
 	@echo "make notebooks   regenerate notebooks/ from book/"
 	@echo "make sync-check  notebooks/ equal to what book/ generates"
 	@echo "make site-test   the built site in headless Chromium"
+	@echo "make bench       a short version of every benchmark, against its budget (~5 min)"
 	@echo "make lint        ruff check and format check"
 	@echo "make format      ruff fix and format"
 	@echo "make clean       the built site and caches; make distclean: also .venv and data"
@@ -179,6 +182,12 @@ rehearsal: $(STAMP)
 nbval: $(STAMP) rehearsal
 	$(call timed,notebooks end-to-end on the rehearsal folder (nbval),$(NBVAL_REHEARSAL_CMD))
 	$(call timed,notebooks end-to-end without patch labels (nbval),$(NBVAL_NOLABELS_CMD))
+
+# Short versions of every benchmark of benchmarks/, each against its budget
+# (benchmarks/budgets.py); fails when one is missed by more than a shared machine's noise.
+bench: $(STAMP) cohort rehearsal
+	$(call timed,benchmarks (short versions),\
+		$(PY) benchmarks/bench_all.py --rehearsal $(REHEARSAL_DIR))
 
 site-test: $(STAMP)
 	$(call timed,site check (headless chromium),$(SITE_CMD))

@@ -222,11 +222,19 @@ def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
             return readers[-1]
 
         monkeypatch.setattr(C.TiffLevelReader, "open", classmethod(spy))
-        fast, *_ = C.slide_canvas(slide_path, coords, P)  # a path: tifffile decodes the tiles
+        # level 3 (downsample 8): a path has tifffile decode the tiles, an open slide openslide
+        fast, *_ = C.slide_canvas(slide_path, coords, P, level=3)
         assert len(readers) == 1 and readers[0] is not None
-        via_openslide, *_ = C.slide_canvas(slide, coords, P)  # an open slide: openslide reads
+        via_openslide, *_ = C.slide_canvas(slide, coords, P, level=3)
         assert len(readers) == 1
-    np.testing.assert_array_equal(fast, via_openslide)
+        np.testing.assert_array_equal(fast, via_openslide)
+        # the default level 4 has downsample 16.006: openslide places a window a fraction of
+        # a pixel off and interpolates, the tiles are taken as they are
+        fast, *_ = C.slide_canvas(slide_path, coords, P)
+        via_openslide, *_ = C.slide_canvas(slide, coords, P)
+        assert slide.level_downsamples[4] != 16
+    assert fast.shape == via_openslide.shape
+    assert np.abs(fast.astype(int) - via_openslide).max() <= 2
 
 
 def test_tiff_reader_declines_what_it_cannot_read(tmp_path, slide_path):
@@ -277,3 +285,82 @@ def test_canvas_and_overlay_on_a_4x_pyramid_without_objective_power(generic_4x_s
             assert np.abs(fast.astype(float) - slow.astype(float)).mean() < MAX_MEAN_DIFF, cell
         image = C.overlay_on_thumbnail(slide, coords, np.linspace(0, 1, len(coords)), P)
     assert image.ndim == 3 and image.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------------------------
+# only the tiles under the patches, each once; coords that cannot be the slide's
+
+
+def test_only_the_tiles_under_the_patches_are_decoded_each_once(slide_path, coords, monkeypatch):
+    seen = []
+    real_close = C._LevelTiles.close
+
+    def spy_close(self):
+        seen.append((list(self.decoded), self.tiff))
+        real_close(self)
+
+    monkeypatch.setattr(C._LevelTiles, "close", spy_close)
+    monkeypatch.setattr(C, "_BAND_PIXELS", 64 * 64 * 16)  # a band of one patch row
+    sub = coords[::2]
+    C.slide_canvas(slide_path, sub, P, cell_size=50, check_tissue=False)
+    ((decoded, tiff),) = seen
+    assert tiff is not None and len(decoded) == len(set(decoded)), "a tile decoded twice"
+    # every decoded tile lies under a patch (or the two pixels around it), and every tile
+    # under a patch was decoded
+    side = P / 16  # the default level: downsample 16
+    under = set()
+    for x, y in sub:
+        x0, y0 = int(x / 16) - 2, int(y / 16) - 2
+        x1, y1 = int(np.ceil((x + P) / 16)) + 2, int(np.ceil((y + P) / 16)) + 2
+        for ty in range(max(y0, 0) // tiff.tile_height, (y1 - 1) // tiff.tile_height + 1):
+            for tx in range(max(x0, 0) // tiff.tile_width, (x1 - 1) // tiff.tile_width + 1):
+                if ty * tiff.tile_height < tiff.height and tx * tiff.tile_width < tiff.width:
+                    under.add(ty * tiff.tiles_across + tx)
+    assert side == 64 and set(decoded) == under
+    assert len(decoded) < len(tiff.page.dataoffsets)  # not the whole level
+
+
+def test_coords_beyond_the_slide_are_refused(slide_path, coords):
+    beyond = coords + [0, H0 // 2]  # another, taller slide's coords
+    with pytest.raises(ValueError, match=r"slide slide\.tif: \d+ of \d+ patches start outside"):
+        C.slide_canvas(slide_path, beyond, P)
+    with pytest.raises(ValueError, match="outside"), openslide.OpenSlide(str(slide_path)) as s:
+        C.slide_canvas(s, coords - [2 * P, 0], P)  # negative x; an open slide is named too
+    # TRIDENT's last row and column may reach past the edge: that is fine
+    edge = np.array([[11 * P, 0], [0, 8 * P]])  # start 200 and 64 px before the edges
+    canvas, *_ = C.slide_canvas(slide_path, edge, P, check_tissue=False)
+    assert canvas.shape == (9 * 50, 12 * 50, 3)
+    assert (canvas[:50, -50:][:, 12:] == 255).all()  # past the right edge: white
+
+
+def test_another_slides_coords_are_refused(slide_path, coords):
+    # coords made on a slide of another size (the coords file's level0_width/height)
+    with pytest.raises(ValueError, match=r"slide\.tif is 11464 x 8256 .* made on a slide of"):
+        C.slide_canvas(slide_path, coords, P, level0_size=(W0 + 1024, H0))
+    C.slide_canvas(slide_path, coords, P, level0_size=(W0, H0))  # its own size is fine
+    # coords inside the slide but where it has no tissue: a mostly white canvas
+    taken = {tuple(c) for c in coords}
+    glass = np.array(
+        [(x, y) for y in range(0, H0 - P, P) for x in range(0, W0 - P, P) if (x, y) not in taken]
+    )
+    with pytest.raises(ValueError, match=r"slide slide\.tif: \d+ of \d+ patches show no tissue"):
+        C.slide_canvas(slide_path, glass, P)
+    canvas, rows, cols = C.slide_canvas(slide_path, glass, P, check_tissue=False)
+    assert (canvas > 230).mean() > 0.9  # what the check spares the reader
+    # the slide's own coords pass, and so does a bag with a few patches on glass
+    mixed = np.concatenate([coords, glass[: len(coords) // 3]])
+    C.slide_canvas(slide_path, mixed, P)
+
+
+def test_demo_slide_with_another_slides_coords(demo_dir):
+    """Issue 18, item 8: test_007's coords on test_006 drew a mostly white canvas."""
+    from helpers.formats import level0_size, read_coords
+
+    trident = demo_dir / "trident_processed" / "20x_512px_0px_overlap" / "patches"
+    attrs, coords = read_coords(trident / "test_007_patches.h5")
+    p = int(attrs["patch_size_level0"])
+    with pytest.raises(ValueError, match=r"slide test_006\.tif: \d+ of 1203 patches start outside"):
+        C.slide_canvas(demo_dir / "wsis" / "test_006.tif", coords, p)
+    with pytest.raises(ValueError, match="test_006.tif is .* made on a slide of"):
+        C.slide_canvas(demo_dir / "wsis" / "test_006.tif", coords[:10], p,
+                       level0_size=level0_size(attrs))  # fmt: skip
