@@ -43,6 +43,8 @@ def steps(rehearsal: Path) -> dict[str, list[str]]:
         "cohort": [*py, str(HERE / "bench_cohort.py")],
         # the difficulty of the demo cohort: the tutorial's recipe on three seeds, not six
         "demo-quality": [*py, str(HERE / "demo_quality.py"), "--seeds", "0", "1", "2"],
+        # the book's training loop against torchmil's Trainer, side by side
+        "loop": [*py, str(HERE / "bench_loop.py")],
         # chapters 4, 5 and 7: their training, cold
         "training": [*py, str(HERE / "bench_training.py")],
     }  # fmt: skip

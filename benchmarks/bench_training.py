@@ -5,8 +5,9 @@
 Each chapter's notebook (``notebooks/NN-*.ipynb``, generated from ``book/``) runs in a fresh
 kernel as a reader's Run All does, on the demo cohort (``--demo_dir``, else
 ``MIL_BOOK_DEMO_DIR``, else ``data/demo``), up to its last training cell: a code cell that
-calls one of the functions or classes the chapter imports from ``helpers.training``
-(``train_or_load``, ``trained_abmil``, ``EvalTrainer``, ...). Whatever those entry points
+calls one of the functions or classes the chapter imports from ``helpers.training``,
+``helpers.loop`` or ``helpers.runs`` (``train_or_load``, ``trained_abmil``, ``EvalTrainer``,
+``fit``, ``train_many``, ...). Whatever those entry points
 do inside, and whichever of them a chapter calls, the time of those cells is the chapter's
 training time, so the benchmark follows the chapters when the training loop changes. The
 weights cache (``MIL_BOOK_MODELS_DIR``) is a new empty folder shared by the chapters of one
@@ -49,13 +50,17 @@ def _parse(source: str) -> ast.Module | None:
         return None
 
 
+#: The modules whose functions train: the Trainer calls and caching, the loop, many runs.
+TRAINING_MODULES = ("helpers.training", "helpers.loop", "helpers.runs")
+
+
 def training_names(cells: list) -> set[str]:
-    """The names a chapter imports from ``helpers.training`` (``as`` names included)."""
+    """The names a chapter imports from :data:`TRAINING_MODULES` (``as`` names included)."""
     names = set()
     for cell in cells:
         tree = _parse(cell.source)
         for node in ast.walk(tree) if tree else ():
-            if isinstance(node, ast.ImportFrom) and node.module == "helpers.training":
+            if isinstance(node, ast.ImportFrom) and node.module in TRAINING_MODULES:
                 names.update(alias.asname or alias.name for alias in node.names)
     return names
 

@@ -26,6 +26,8 @@ LABELS_SPEEDUP = 20.0
 #: Seconds of training per chapter: ABMIL (chapter 4), the mean-pooling baseline (chapter 5),
 #: the nine models with three seeds (chapter 7's bulk training).
 TRAINING_SECONDS = {"04": 15.0, "05": 15.0, "07": 60.0}
+#: helpers.loop.fit against torchmil's Trainer, ABMIL on the demo, side by side (bench_loop.py).
+LOOP_SPEEDUP = 1.5
 #: What changes on a GPU: chapter 7's bulk training.
 TRAINING_SECONDS_GPU = {"07": 20.0}
 
