@@ -468,7 +468,7 @@ def test_train_or_load_trains_once_then_loads(small_splits, demo_settings, monke
     def no_training(*args, **kwargs):
         raise AssertionError("train_or_load trained although the weights were cached")
 
-    monkeypatch.setattr(training, "train_model", no_training)
+    monkeypatch.setattr(training, "fit", no_training)
     second, hist2 = train_or_load(demo_settings, "t", make, *loaders(), epochs=2, device="cpu")
     assert not second.training
     for key, value in first.state_dict().items():
@@ -502,7 +502,7 @@ def test_train_or_load_initial_weights_do_not_depend_on_the_global_seed(
         seen.append({k: v.clone() for k, v in model.state_dict().items()})
         return model, pd.DataFrame({"epoch": [1]})
 
-    monkeypatch.setattr(training, "train_model", capture)
+    monkeypatch.setattr(training, "fit", capture)
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)
         train_or_load(
