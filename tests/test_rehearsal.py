@@ -1,13 +1,15 @@
 """The rehearsal folder (tests/rehearsal.py) has the shapes of real CAMELYON16 + TRIDENT output.
 
-Both variants are built once per session into a temporary folder (about a minute each on two
-idle cores); every test reads them.
+Both variants are the folders ``make rehearsal`` writes (the Makefile's ``REHEARSAL_DIR`` and
+``REHEARSAL_NOLABELS_DIR``): reused when they are current, built there once otherwise (about a
+minute each on two idle cores). Every test only reads them.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -23,6 +25,7 @@ from PIL import Image
 from helpers.formats import COORDS_ATTRIBUTES
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def _load_rehearsal():
@@ -38,19 +41,30 @@ def _load_rehearsal():
 
 
 R = _load_rehearsal()
+
+
+def makefile_folder(variable: str) -> Path:
+    """The folder the Makefile's ``VARIABLE ?= path`` names (so tests reuse what make built)."""
+    text = (ROOT / "Makefile").read_text()
+    found = re.search(rf"^{variable}\s*\?=\s*(\S+)\s*$", text, re.MULTILINE)
+    if found is None:
+        raise LookupError(f"the Makefile sets no {variable}")
+    return ROOT / found.group(1)
+
+
 TRIDENT = Path("trident_processed") / R.PATCH_DIR
 
 
 @pytest.fixture(scope="session")
-def rehearsal(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("rehearsal") / "with_labels"
+def rehearsal() -> Path:
+    out = makefile_folder("REHEARSAL_DIR")
     R.make_rehearsal(out, patch_labels=True)
     return out
 
 
 @pytest.fixture(scope="session")
-def rehearsal_nolabels(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("rehearsal") / "no_labels"
+def rehearsal_nolabels() -> Path:
+    out = makefile_folder("REHEARSAL_NOLABELS_DIR")
     R.make_rehearsal(out, patch_labels=False)
     return out
 
