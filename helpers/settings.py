@@ -39,23 +39,9 @@ from helpers.layout import (  # noqa: F401  (the names readers import from here)
     WSIS_DIR,
     TridentLayout,
     annotation_file,
+    demo_dir,
     mask_file,
 )
-
-
-def _default_demo_dir() -> Path:
-    """``<repo>/data/demo`` in a source checkout, ``~/mil-book-data/demo`` otherwise."""
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").exists():
-        return repo / "data" / "demo"
-    return Path.home() / "mil-book-data" / "demo"
-
-
-def demo_dir() -> Path:
-    """Where the demo cohort lives: ``MIL_BOOK_DEMO_DIR``, else ``<repo>/data/demo`` in a
-    source checkout, else ``~/mil-book-data/demo`` (``python -m helpers.demo`` writes there)."""
-    value = os.environ.get("MIL_BOOK_DEMO_DIR")
-    return Path(value).expanduser() if value else _default_demo_dir()
 
 
 @dataclass(frozen=True)

@@ -334,15 +334,41 @@ def coords_attributes(
     target_magnification: float = 20.0,
     overlap: int = 0,
 ) -> dict:
+    """The attributes TRIDENT v0.3.0 stores on ``coords`` for ``slide`` (see
+    :func:`grid_attributes`, which this calls with the slide's size and magnification)."""
+    return grid_attributes(
+        slide.dimensions,
+        level0_magnification(slide),
+        name,
+        savetodir,
+        patch_size,
+        target_magnification,
+        overlap,
+    )
+
+
+def grid_attributes(
+    size_level0: tuple[int, int],
+    level0_mag: int,
+    name: str,
+    savetodir: str | os.PathLike,
+    patch_size: int = 512,
+    target_magnification: float = 20.0,
+    overlap: int = 0,
+) -> dict:
     """The attributes TRIDENT v0.3.0 stores on ``coords``, with its types.
 
-    ``level0_magnification`` is an int (:func:`level0_magnification`); TRIDENT's ``--mag``
-    is a float, so ``target_magnification`` and ``patch_size_level0`` (computed as
-    ``patch_size * level0_magnification // target_magnification``) are floats, e.g. 1024.0.
+    Arguments:
+        size_level0: the slide's ``(width, height)`` at level 0.
+        level0_mag: its objective power (an int, :func:`level0_magnification`).
+
+    Returns:
+        The attributes. TRIDENT's ``--mag`` is a float, so ``target_magnification`` and
+        ``patch_size_level0`` (computed as ``patch_size * level0_magnification //
+        target_magnification``) are floats, e.g. 1024.0.
     """
-    level0_mag = level0_magnification(slide)
     target = float(target_magnification)
-    width, height = slide.dimensions
+    width, height = size_level0
     return {
         "patch_size": int(patch_size),
         "patch_size_level0": float(int(patch_size) * level0_mag // target),

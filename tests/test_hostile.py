@@ -468,7 +468,7 @@ def test_09_the_demo_fast_start_on_a_full_disk_is_a_clear_error(tmp_path, monkey
     root = tmp_path / "demo"
     with pytest.raises(OSError, match="not enough free space.*free some space"):
         demo.make_cohort(root, lazy=True, quiet=True)
-    assert not demo._partial_files(root)
+    assert not demo.safety.partial_files(root)
     assert not [p for p in root.rglob("*.h5")]  # no h5 file, whole or half
 
 
@@ -541,7 +541,7 @@ def test_02_force_deletes_only_files_the_build_writes(tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise _Stop
 
-    monkeypatch.setattr(demo, "_build_slides", stop)
+    monkeypatch.setattr(demo.build, "build_slides", stop)
     with pytest.warns(UserWarning, match="never writes there"), pytest.raises(_Stop):
         demo.make_cohort(root, seed=5, sizes=SIZES, force=True, quiet=True)
     assert victim.read_text() == "a reader's file" and elsewhere.read_text() == "another"
@@ -555,15 +555,15 @@ def test_10_a_full_disk_during_the_demo_build_is_one_clear_message(tmp_path, mon
             tmp.write_bytes(b"half a slide")
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
-    monkeypatch.setattr(demo, "_build_slides", fill_the_disk)
+    monkeypatch.setattr(demo.build, "build_slides", fill_the_disk)
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Nothing half-written is left" in err
     assert "run the same command again" in err and "Traceback" not in err
-    assert not demo._partial_files(out) and not (out / "wsis" / "x.tif").exists()
+    assert not demo.safety.partial_files(out) and not (out / "wsis" / "x.tif").exists()
     # a worker process's full disk comes back as the same OSError
     answer = {"name": "tumor_001", "error": "...", "oserror": [28, "No space left", "/x"]}
     with pytest.raises(OSError) as err:
-        demo._raise_worker_error(answer)
+        demo.workers.raise_worker_error(answer)
     assert err.value.errno == errno.ENOSPC and err.value.filename == "/x"
