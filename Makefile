@@ -207,9 +207,12 @@ test: $(STAMP) cohort rehearsal
 
 # The committed notebooks as they are (not regenerated first, so that the drift test of
 # `make test` still catches a chapter edited without `make notebooks`).
+# lint-imports: the import contract of helpers/ (pyproject.toml [tool.importlinter]: no
+# cycles, layers). Run from the checkout so that `helpers` is imported from it.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS) $(NOTEBOOK_FILES)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
 
 # (not the notebooks: they are generated; `make lint` names what to fix in book/*.md)
 format: $(STAMP)

@@ -59,9 +59,8 @@ from budgets import (  # noqa: E402
 from helpers.canvas import slide_canvas  # noqa: E402
 from helpers.coverage import tumor_fraction_from_mask, tumor_fraction_per_patch  # noqa: E402
 from helpers.labels import labels_from_fractions  # noqa: E402
-from helpers.layout import DEFAULT_PATCH_DIR  # noqa: E402
+from helpers.layout import DEFAULT_PATCH_DIR, WSI_EXTENSIONS  # noqa: E402
 from helpers.reference import slide_canvas_per_patch  # noqa: E402
-from helpers.settings import WSI_EXTENSIONS  # noqa: E402
 
 THRESHOLD = 0.5
 TOL = 0.02  # labels must agree where |fraction - threshold| > TOL

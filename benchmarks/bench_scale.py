@@ -54,7 +54,7 @@ def _run_steps(root: Path, name: str, steps: list[str]) -> dict:
     import openslide
 
     from helpers import canvas, labels, trident
-    from helpers.settings import WSI_EXTENSIONS
+    from helpers.layout import WSI_EXTENSIONS
 
     job = root / "trident_processed" / "20x_512px_0px_overlap"
     attrs, coords = labels.read_coords(job / "patches" / f"{name}_patches.h5")

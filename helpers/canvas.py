@@ -14,13 +14,14 @@ Frames (see :mod:`helpers.grid`): patches come in as ``coords_level0``, ``(x, y)
 corners; the canvas places them at ``(rows, cols)``, torchmil's order, the reverse of
 ``grid_xy``: ``rows = grid_y - grid_y.min()``, ``cols = grid_x - grid_x.min()``.
 
+Tiles of TIFF levels are decoded by :class:`helpers.slide.TiffLevelReader`.
+
 Public API (``N`` patches)::
 
     canvas_rows_cols(coords_level0, patch_size_level0) -> (rows (N,), cols (N,))
     slide_canvas(slide, coords_level0, patch_size_level0, cell_size=50) -> (canvas, rows, cols)
     overlay_on_thumbnail(slide_or_thumbnail, coords_level0, values, patch_size_level0, ...)
         -> RGB image
-    TiffLevelReader.open(path, slide, level) -> reader of one tiled TIFF level, or None
 
 The slow per-patch canvas these are checked against lives in :mod:`helpers.reference`.
 """
@@ -28,36 +29,32 @@ The slow per-patch canvas these are checked against lives in :mod:`helpers.refer
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from helpers.formats import open_slide, read_thumbnail
-from helpers.grid import check_coords_level0, choose_level, grid_xy
-from helpers.trident import to_rgb
+from helpers.grid import check_coords_level0, grid_xy
+from helpers.slide import (
+    TiffLevelReader,
+    choose_level,
+    open_slide,
+    paste_tile,
+    read_thumbnail,
+    to_rgb,
+)
 
-__all__ = ["canvas_rows_cols", "slide_canvas", "overlay_on_thumbnail", "TiffLevelReader"]
+__all__ = ["canvas_rows_cols", "slide_canvas", "overlay_on_thumbnail"]
 
 #: Level pixels held in memory at once while building a canvas (about 96 MB of RGB).
 _BAND_PIXELS = 32 * 1024 * 1024
 #: Level pixels read around every patch beyond its square (what resampling its edge reads).
 _MARGIN_PX = 2
-#: Threads that decode tiles (the codecs release the GIL).
-_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: A patch shows tissue when one of ``_TISSUE_SAMPLES**2`` pixels spread over its cell does.
 _TISSUE_SAMPLES = 10
 #: :func:`slide_canvas` refuses coords when more than this share of the patches show no tissue.
 MAX_GLASS_SHARE = 0.5
-
-#: What tifffile and its codecs raise for a file, a page layout or a tile they cannot read
-#: (``TiffFileError`` is a ``ValueError``, imagecodecs' errors are ``RuntimeError``, a codec
-#: that is not installed an ``ImportError``): openslide then reads instead.
-_TIFF_FAILURES = (OSError, ValueError, KeyError, RuntimeError, ImportError)
 
 
 def _interpolation(shrink: float) -> int:
@@ -93,151 +90,6 @@ def canvas_rows_cols(
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     rows, cols = cells[:, 1], cells[:, 0]
     return rows - rows.min(), cols - cols.min()
-
-
-class TiffLevelReader:
-    """Decode only the tiles of one tiled RGB TIFF page that a window touches.
-
-    openslide composes every region through cairo, which costs more than decoding the JPEG
-    tiles; for TIFF-based slides (Aperio, generic tiled TIFF, the demo cohort) reading the tiles
-    with tifffile is several times faster. :meth:`open` gives a reader only when a page has
-    exactly the size of the openslide level and a probe read agrees with openslide.
-    """
-
-    def __init__(self, tif, page) -> None:
-        self.tif, self.page = tif, page
-        self.height, self.width = page.shape[:2]
-        self.tile_height, self.tile_width = page.tilelength, page.tilewidth
-        self.tiles_across = -(-self.width // self.tile_width)
-
-    @classmethod
-    def open(cls, path, slide, level: int, exact: bool = False) -> TiffLevelReader | None:
-        """A reader of ``level`` of ``slide`` (the ``openslide.OpenSlide`` of ``path``) from
-        the TIFF file itself, or ``None`` when openslide must read: not a TIFF, no tiled RGB
-        page of the level's size, a file or codec tifffile cannot read, or a disagreement
-        (any differing pixel value when ``exact``, else a mean difference of 2 or more)."""
-        import tifffile
-
-        if not str(path).lower().endswith((".tif", ".tiff", ".svs")):
-            return None
-        try:
-            tif = tifffile.TiffFile(path)
-        except _TIFF_FAILURES:
-            return None
-        try:
-            page = cls._page_of_size(tif, *slide.level_dimensions[level])
-            if page is not None:
-                reader = cls(tif, page)
-                if reader._agrees_with(slide, level, exact):
-                    return reader
-        except _TIFF_FAILURES:
-            pass
-        tif.close()
-        return None
-
-    @staticmethod
-    def _page_of_size(tif, width: int, height: int):
-        """The first tiled 8-bit interleaved RGB page of ``width x height``, or ``None``."""
-        for page in tif.pages:
-            if (
-                page.is_tiled
-                and page.shape[:2] == (height, width)
-                and page.samplesperpixel == 3
-                and page.dtype == np.uint8
-                and page.planarconfig == 1
-                and page.imagedepth == 1
-            ):
-                return page
-        return None
-
-    def _agrees_with(self, slide, level: int, exact: bool = False) -> bool:
-        downsample = slide.level_downsamples[level]
-        x, y = max(self.width // 2 - 32, 0), max(self.height // 2 - 32, 0)
-        ours = self.read(x, y, 64, 64)
-        location_level0 = (int(round(x * downsample)), int(round(y * downsample)))
-        ref = to_rgb(np.asarray(slide.read_region(location_level0, level, (64, 64))))
-        if ours.shape != ref.shape:
-            return False
-        difference = np.abs(ours.astype(int) - ref)
-        return not difference.any() if exact else difference.mean() < 2
-
-    def tile_origin(self, index: int) -> tuple[int, int]:
-        """Level pixel ``(x, y)`` of the top-left corner of tile ``index`` (row-major)."""
-        ty, tx = divmod(int(index), self.tiles_across)
-        return tx * self.tile_width, ty * self.tile_height
-
-    def decode_tiles(self, indices) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode the tiles ``indices`` (row-major: ``ty * tiles_across + tx``), each once, in
-        the order they lie in the file.
-
-        Yields:
-            ``(index, tile)``: tile uint8 RGB ``(tile_height, tile_width, 3)`` (white for a
-            tile the file leaves empty; the part past the page's edge is the file's padding).
-        """
-        idx = sorted({int(i) for i in indices})
-        if not idx:
-            return
-        page = self.page
-        segments = list(
-            self.tif.filehandle.read_segments(
-                [page.dataoffsets[i] for i in idx],
-                [page.databytecounts[i] for i in idx],
-                indices=idx,
-                sort=True,
-            )
-        )
-
-        def decode(segment: tuple[bytes | None, int]) -> tuple[int, np.ndarray]:
-            data, i = segment
-            if not data:
-                return i, np.full((self.tile_height, self.tile_width, 3), 255, np.uint8)
-            return i, page.decode(data, i, jpegtables=page.jpegtables)[0][0][..., :3]
-
-        if len(segments) < 2 * _DECODE_THREADS or _DECODE_THREADS == 1:
-            yield from map(decode, segments)
-            return
-        # the codecs release the GIL: decode on every core
-        with ThreadPoolExecutor(_DECODE_THREADS) as pool:
-            yield from pool.map(decode, segments)
-
-    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """RGB ``(h, w, 3)`` of the window at level pixel ``(x, y)``; white beyond the page."""
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
-        x0, y0 = max(x, 0), max(y, 0)
-        x1, y1 = min(x + w, self.width), min(y + h, self.height)
-        if x1 <= x0 or y1 <= y0:
-            return out
-        tile_h, tile_w = self.tile_height, self.tile_width
-        idx = [
-            ty * self.tiles_across + tx
-            for ty in range(y0 // tile_h, (y1 - 1) // tile_h + 1)
-            for tx in range(x0 // tile_w, (x1 - 1) // tile_w + 1)
-        ]
-        for i, tile in self.decode_tiles(idx):
-            _paste(out, (x, y), tile, self.tile_origin(i), (self.width, self.height))
-        return out
-
-    def close(self) -> None:
-        self.tif.close()
-
-
-def _paste(
-    out: np.ndarray,
-    out_xy: tuple[int, int],
-    tile: np.ndarray,
-    tile_xy: tuple[int, int],
-    level_size: tuple[int, int],
-) -> None:
-    """Copy the part of ``tile`` that lies inside the level and inside ``out`` onto ``out``.
-
-    ``out_xy`` and ``tile_xy`` are the level pixels of their top-left corners; ``level_size``
-    is the level's ``(width, height)`` (a tile's padding past it is not copied)."""
-    (x, y), (tx, ty) = out_xy, tile_xy
-    h, w = out.shape[:2]
-    x0, x1 = max(x, tx, 0), min(x + w, tx + tile.shape[1], level_size[0])
-    y0, y1 = max(y, ty, 0), min(y + h, ty + tile.shape[0], level_size[1])
-    if x1 > x0 and y1 > y0:
-        out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
 
 
 class _LevelTiles:
@@ -298,7 +150,7 @@ class _LevelTiles:
         out = self._buffer[: size[1], : size[0]]  # one buffer for every band
         out[...] = 255
         for i in tiles:
-            _paste(out, (x, y), self._cache[int(i)], self.tiff.tile_origin(i), self.size)
+            paste_tile(out, (x, y), self._cache[int(i)], self.tiff.tile_origin(i), self.size)
         return out
 
     def forget_above(self, y: int) -> None:

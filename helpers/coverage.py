@@ -29,8 +29,9 @@ import numpy as np
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.annotations import EXCLUDE_GROUPS, TUMOR_GROUPS, fill_polygons, read_polygons
-from helpers.formats import LabelInputError, open_slide
-from helpers.grid import check_coords_level0, choose_level
+from helpers.formats import LabelInputError
+from helpers.grid import check_coords_level0
+from helpers.slide import choose_level, open_slide
 
 __all__ = [
     "MIN_PATCH_PX",

@@ -62,20 +62,20 @@ from helpers.coverage import (
 )
 from helpers.fileio import require_free_space
 from helpers.formats import (
-    MAX_SHOWN,
     LabelInputError,
     check_coords_spacing,
     is_patch_labels_file,
     level0_size,
-    open_slide,
     patch_labels_nbytes,
     read_coords,
     read_labels_csv,
     write_patch_labels,
     write_patch_labels_h5,
 )
+from helpers.formats.h5 import MAX_SHOWN
 from helpers.layout import WSI_EXTENSIONS, annotation_file, coords_file, mask_file
-from helpers.settings import progress_bar
+from helpers.progress import progress_bar
+from helpers.slide import open_slide
 
 __all__ = [
     "DEFAULT_THRESHOLD",

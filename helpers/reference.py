@@ -16,9 +16,8 @@ import numpy as np
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.canvas import canvas_rows_cols
-from helpers.formats import open_slide
 from helpers.grid import check_coords_level0
-from helpers.trident import to_rgb
+from helpers.slide import open_slide, to_rgb
 
 __all__ = ["slide_canvas_per_patch"]
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported when first needed: `python -m helpers.demo` starts fast
     import torch
 
-from helpers.layout import (  # noqa: F401  (the names readers import from here)
+from helpers.layout import (
     ANNOTATIONS_DIR,
     DEFAULT_PATCH_DIR,
     DEMO_ENCODER,
@@ -177,32 +177,6 @@ def check_optional_folders(cfg: Settings) -> None:
                 f"{variable}={folder} {what}: point it at the folder of the {holds}, or unset "
                 "it to run without them."
             )
-
-
-def in_notebook() -> bool:
-    """Whether this code runs in a Jupyter kernel (as ``tqdm.autonotebook`` tells)."""
-    import sys
-
-    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
-    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
-
-
-def progress_bar(iterable=None, **kwargs):
-    """A tqdm progress bar that never shows as an error in a notebook.
-
-    In a terminal: tqdm's bar on stderr. In Jupyter: tqdm's notebook widget when ipywidgets
-    is installed, else no bar at all (tqdm's text bar goes to stderr, which Jupyter and the
-    HTML export show as a red block, like an error). ``kwargs`` are tqdm's.
-    """
-    from tqdm import tqdm
-
-    if in_notebook():
-        try:
-            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
-            from tqdm.notebook import tqdm
-        except ImportError:
-            kwargs["disable"] = True
-    return tqdm(iterable, **kwargs)
 
 
 def get_device() -> torch.device:

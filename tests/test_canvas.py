@@ -16,7 +16,7 @@ from torchmil.visualize import draw_heatmap_wsi
 from helpers import canvas as C
 from helpers.demo import aperio_description, pyramid_levels, write_pyramid
 from helpers.reference import slide_canvas_per_patch
-from helpers.trident import to_rgb
+from helpers.slide import to_rgb
 
 P = 1024
 MAX_MEAN_DIFF = 8.0  # of 255, mean absolute pixel difference with the per-patch canvas

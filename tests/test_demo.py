@@ -21,7 +21,7 @@ from helpers import demo, synth
 from helpers.formats import COORDS_ATTRIBUTES
 from helpers.labels import read_polygons, tumor_fraction_from_xml
 from helpers.layout import DEMO_ENCODER
-from helpers.trident import read_level
+from helpers.slide import read_level
 
 REPO = Path(__file__).resolve().parents[1]
 COORD_ATTRS = set(COORDS_ATTRIBUTES)

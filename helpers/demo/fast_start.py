@@ -63,8 +63,8 @@ def pack_arrays(root: str | os.PathLike, out: str | os.PathLike = PACKED) -> Pat
 def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, FileRecord]:
     """Write the h5 files of ``specs`` from ``packed`` arrays exactly as a full build writes
     them; return their records."""
-    from helpers import trident
-    from helpers.formats import write_patch_labels
+    from helpers.formats import save_coords, save_features, write_patch_labels
+    from helpers.trident import grid_attributes
 
     paths = CohortPaths(root)
     records = {}
@@ -73,7 +73,7 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, FileR
         for s in specs:
             coords_level0 = data[f"{s.name}/coords"]
             coords_path = paths.coords_path(s.name)
-            attrs = trident.grid_attributes(
+            attrs = grid_attributes(
                 meta["level0_size"][s.name],
                 LEVEL0_MAG,
                 s.name,
@@ -81,11 +81,9 @@ def _unpack(root: Path, specs: list[SlideSpec], packed: Path) -> dict[str, FileR
                 PATCH_SIZE,
                 TARGET_MAG,
             )
-            trident.save_coords(coords_path, coords_level0, attrs)
+            save_coords(coords_path, coords_level0, attrs)
             feats = data[f"{s.name}/features"]
-            trident.save_features(
-                paths.features_path(s.name), feats, coords_level0, attrs, DEMO_ENCODER
-            )
+            save_features(paths.features_path(s.name), feats, coords_level0, attrs, DEMO_ENCODER)
             write_patch_labels(
                 paths.patch_labels_path(s.name),
                 data[f"{s.name}/labels"],
@@ -149,7 +147,7 @@ def ensure_slide(root: str | os.PathLike, name: str) -> bool:
     """
     import openslide
 
-    from helpers import trident
+    from helpers.formats import save_thumbnail
 
     root = Path(root)
     m = Manifest.read(root)
@@ -165,7 +163,7 @@ def ensure_slide(root: str | os.PathLike, name: str) -> bool:
         paths = CohortPaths(root)
         make_slide(spec, paths, m.seed)
         with openslide.OpenSlide(str(paths.wsi(name))) as slide:
-            trident.save_thumbnail(slide, paths.thumbnail_path(name))
+            save_thumbnail(slide, paths.thumbnail_path(name))
         for p in paths.slide_files(spec) + [paths.thumbnail_path(name)]:
             m.files[p.relative_to(root).as_posix()] = file_record(p)
         m.pending.remove(name)

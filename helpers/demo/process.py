@@ -42,9 +42,10 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
 
     from helpers import trident
     from helpers.encoder import StainStatsEncoder
+    from helpers.formats import save_coords, save_features, save_thumbnail
 
     with openslide.OpenSlide(str(paths.wsi(spec.name))) as slide, _one_torch_thread():
-        trident.save_thumbnail(slide, paths.thumbnail_path(spec.name))
+        save_thumbnail(slide, paths.thumbnail_path(spec.name))
         tissue, downsample = trident.segment_tissue(slide)
         attrs = trident.coords_attributes(
             slide, spec.name, paths.coords_path(spec.name).parent, PATCH_SIZE, TARGET_MAG
@@ -52,7 +53,7 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
         coords_level0 = trident.patch_grid(
             tissue, downsample, slide.dimensions, attrs["patch_size_level0"]
         )
-        trident.save_coords(paths.coords_path(spec.name), coords_level0, attrs)
+        save_coords(paths.coords_path(spec.name), coords_level0, attrs)
         feats = trident.extract_features(
             slide,
             coords_level0,
@@ -60,7 +61,7 @@ def process_slide(spec: SlideSpec, paths: CohortPaths) -> None:
             StainStatsEncoder(dtype=torch.float64),
             path=paths.wsi(spec.name),
         )
-        trident.save_features(  # float16, as TRIDENT v0.3.0 writes them
+        save_features(  # float16, as TRIDENT v0.3.0 writes them
             paths.features_path(spec.name),
             feats.astype(np.float16),
             coords_level0,
