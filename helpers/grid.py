@@ -16,7 +16,6 @@ Public API (``N`` patches)::
     check_coords_level0(coords_level0, patch_size_level0=None) -> (N, 2) int64
     check_grid_xy(grid_xy, n=None, where="") -> (N, 2) int64, distinct cells
     grid_xy(coords_level0, patch_size_level0) -> (N, 2) int64
-    minmax(values) -> (N,) float64 in [0, 1]
     values_on_grid(values, grid_xy) -> (rows, cols) float64 image, NaN where no patch
 """
 
@@ -28,7 +27,6 @@ __all__ = [
     "check_coords_level0",
     "check_grid_xy",
     "grid_xy",
-    "minmax",
     "values_on_grid",
 ]
 
@@ -94,33 +92,6 @@ def grid_xy(coords_level0, patch_size_level0: float) -> np.ndarray:
     """
     coords_level0 = check_coords_level0(coords_level0, patch_size_level0)
     return (coords_level0 // patch_size_level0).astype(np.int64)
-
-
-def minmax(values) -> np.ndarray:
-    """``values`` scaled to [0, 1] by their min and max; all zeros when they are constant.
-
-    Constant input (a bag of one patch, a flat heatmap) maps to 0, as scikit-learn's
-    ``minmax_scale`` does: nothing stands out, so nothing is drawn hot and no patch of that
-    bag outranks another bag's patches. Empty input gives an empty array.
-
-    Arguments:
-        values: ``(N,)`` finite numbers; a NaN or infinite value is a ``ValueError`` (it would
-            turn the whole bag into zeros: a blank heatmap, a bag that scores nothing).
-
-    Returns:
-        ``(N,)`` float64.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values.copy()
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise ValueError(
-            f"minmax: {int(bad.sum())} of {values.size} values are NaN or infinite (at "
-            f"{np.flatnonzero(bad)[:5].tolist()}); scores must be finite numbers."
-        )
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 def values_on_grid(values, grid_xy) -> np.ndarray:

@@ -12,6 +12,7 @@ Public API::
     best_level(slide, downsample, tolerance=0.1) -> int     (TRIDENT's choice)
     slide_mpp(slide) -> float; level0_magnification(slide) -> int; objective_power(slide) -> int
     TiffLevelReader.open(path, slide, level) -> reader of one tiled TIFF level, or None
+    LevelTiles(slide, level, path) -> a level read band by band (the canvases)
 """
 
 from __future__ import annotations
@@ -322,3 +323,77 @@ def paste_tile(
     y0, y1 = max(y, ty, 0), min(y + h, ty + tile.shape[0], level_size[1])
     if x1 > x0 and y1 > y0:
         out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+
+
+class LevelTiles:
+    """One pyramid level, read for a canvas band by band. For a TIFF that tifffile reads
+    (:class:`TiffLevelReader`), only the page's tiles under the patches are decoded, each
+    once (a tile shared by two bands is kept for the second); otherwise openslide reads each
+    band's window."""
+
+    def __init__(self, slide, level: int, path: Path | None) -> None:
+        self.slide, self.level = slide, level
+        self.downsample = float(slide.level_downsamples[level])
+        self.size = tuple(int(v) for v in slide.level_dimensions[level])  # (width, height)
+        self.tiff = TiffLevelReader.open(path, slide, level) if path is not None else None
+        self.decoded: list[int] = []  # the TIFF tiles decoded, in order (each at most once)
+        self._cache: dict[int, np.ndarray] = {}
+        self._buffer = np.empty((0, 0, 3), dtype=np.uint8)
+
+    def tiles_under(self, boxes: np.ndarray) -> np.ndarray:
+        """Row-major indices of the TIFF tiles that any of ``boxes`` touches: ``(M, 4)`` int
+        level pixels ``x0, y0, x1, y1`` (end exclusive), clipped to the level. Returns sorted
+        ``(K,)`` int64 indices (none when openslide reads)."""
+        if self.tiff is None:
+            return np.zeros(0, np.int64)
+        tile_w, tile_h = self.tiff.tile_width, self.tiff.tile_height
+        width, height = self.size
+        x0, x1 = np.clip(boxes[:, 0], 0, width), np.clip(boxes[:, 2], 0, width)
+        y0, y1 = np.clip(boxes[:, 1], 0, height), np.clip(boxes[:, 3], 0, height)
+        inside = (x1 > x0) & (y1 > y0)
+        if not inside.any():
+            return np.zeros(0, np.int64)
+        tx0, tx1 = x0[inside] // tile_w, (x1[inside] - 1) // tile_w
+        ty0, ty1 = y0[inside] // tile_h, (y1[inside] - 1) // tile_h
+        found = []
+        for dy in range(int((ty1 - ty0).max()) + 1):  # a box spans a few tiles at most
+            for dx in range(int((tx1 - tx0).max()) + 1):
+                sel = (ty0 + dy <= ty1) & (tx0 + dx <= tx1)
+                found.append((ty0[sel] + dy) * self.tiff.tiles_across + tx0[sel] + dx)
+        return np.unique(np.concatenate(found)).astype(np.int64)
+
+    def region(
+        self, origin_level0: tuple[int, int], size: tuple[int, int], tiles: np.ndarray
+    ) -> np.ndarray:
+        """RGB ``(height, width, 3)`` of the window of ``size`` ``(width, height)`` level
+        pixels at ``origin_level0``: from a TIFF, the pixels of ``tiles`` (indices from
+        :meth:`tiles_under`; each decoded on first use and kept until :meth:`forget_above`),
+        white elsewhere and beyond the level (one buffer reused by every call: valid until
+        the next); through openslide, the whole window."""
+        if self.tiff is None:
+            rgba = self.slide.read_region(origin_level0, self.level, size)
+            return to_rgb(np.asarray(rgba))
+        x, y = (int(round(v / self.downsample)) for v in origin_level0)
+        missing = [int(i) for i in tiles if int(i) not in self._cache]
+        self._cache.update(self.tiff.decode_tiles(missing))
+        self.decoded.extend(missing)
+        if self._buffer.shape[0] < size[1] or self._buffer.shape[1] < size[0]:
+            shape = (max(size[1], self._buffer.shape[0]), max(size[0], self._buffer.shape[1]), 3)
+            self._buffer = np.empty(shape, dtype=np.uint8)
+        out = self._buffer[: size[1], : size[0]]  # one buffer for every band
+        out[...] = 255
+        for i in tiles:
+            paste_tile(out, (x, y), self._cache[int(i)], self.tiff.tile_origin(i), self.size)
+        return out
+
+    def forget_above(self, y: int) -> None:
+        """Drop the decoded tiles that end above level row ``y`` (no later band needs them)."""
+        if self.tiff is not None:
+            tile_h = self.tiff.tile_height
+            for i in [i for i in self._cache if self.tiff.tile_origin(i)[1] + tile_h <= y]:
+                del self._cache[i]
+
+    def close(self) -> None:
+        self._cache.clear()
+        if self.tiff is not None:
+            self.tiff.close()

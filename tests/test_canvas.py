@@ -14,6 +14,7 @@ import pytest
 from torchmil.visualize import draw_heatmap_wsi
 
 from helpers import canvas as C
+from helpers import slide as S
 from helpers.demo import aperio_description, pyramid_levels, write_pyramid
 from helpers.reference import slide_canvas_per_patch
 from helpers.slide import to_rgb
@@ -293,13 +294,13 @@ def test_canvas_and_overlay_on_a_4x_pyramid_without_objective_power(generic_4x_s
 
 def test_only_the_tiles_under_the_patches_are_decoded_each_once(slide_path, coords, monkeypatch):
     seen = []
-    real_close = C._LevelTiles.close
+    real_close = S.LevelTiles.close
 
     def spy_close(self):
         seen.append((list(self.decoded), self.tiff))
         real_close(self)
 
-    monkeypatch.setattr(C._LevelTiles, "close", spy_close)
+    monkeypatch.setattr(S.LevelTiles, "close", spy_close)
     monkeypatch.setattr(C, "_BAND_PIXELS", 64 * 64 * 16)  # a band of one patch row
     sub = coords[::2]
     C.slide_canvas(slide_path, sub, P, cell_size=50, check_tissue=False)

@@ -18,8 +18,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from helpers import demo, synth
+from helpers.annotations import read_polygons
+from helpers.coverage import tumor_fraction_from_xml
 from helpers.formats import COORDS_ATTRIBUTES
-from helpers.labels import read_polygons, tumor_fraction_from_xml
 from helpers.layout import DEMO_ENCODER
 from helpers.slide import read_level
 

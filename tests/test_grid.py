@@ -7,9 +7,9 @@ from helpers.grid import (
     check_coords_level0,
     check_grid_xy,
     grid_xy,
-    minmax,
     values_on_grid,
 )
+from helpers.scores import minmax
 from helpers.slide import choose_level
 
 

@@ -29,9 +29,10 @@ from helpers import data, demo, fileio, settings, training
 from helpers import labels as L
 from helpers.data import load_dataset, load_splits, patch_labels_hint
 from helpers.evaluation import Predictions, patch_auroc, predict
+from helpers.formats import LabelInputError, write_patch_labels
 from helpers.froc import froc_from_predictions
-from helpers.grid import minmax
 from helpers.models import ABMIL
+from helpers.scores import minmax
 from helpers.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -424,7 +425,7 @@ def test_09_a_full_disk_is_a_clear_error_before_anything_is_written(folder, monk
     out = folder / "out"
     out.mkdir()
     (out / "normal_001.h5").write_bytes(b"")
-    L.write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
+    write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
     before = snapshot(out)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 300_000))
@@ -436,7 +437,7 @@ def test_09_a_full_disk_is_a_clear_error_before_anything_is_written(folder, monk
 
 def test_09_a_write_that_fails_half_way_leaves_nothing(folder, monkeypatch):
     out = folder / "out"
-    L.write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
+    write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
     before = snapshot(out)
     real, written = os.write, []
 
@@ -447,13 +448,13 @@ def test_09_a_write_that_fails_half_way_leaves_nothing(folder, monkeypatch):
         return written[-1]
 
     monkeypatch.setattr(fileio.os, "write", full_after_a_while)
-    with pytest.raises(L.LabelInputError, match="No space left on device.*nothing was written"):
+    with pytest.raises(LabelInputError, match="No space left on device.*nothing was written"):
         L.label_folder(folder / "labels.csv", folder / "patches", out, folder / "masks",
                        progress=False)  # fmt: skip
     assert snapshot(out) == before  # no .partial file, the older labels untouched
     # the h5 files of TRIDENT and of the demo go through the same writer
     with pytest.raises(OSError, match="No space left"):
-        L.write_patch_labels(out / "tumor_001.h5", np.zeros(64, np.int64))
+        write_patch_labels(out / "tumor_001.h5", np.zeros(64, np.int64))
     written.clear()
     with pytest.raises(OSError, match="No space left"):
         from helpers.formats import save_coords

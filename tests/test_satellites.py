@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import demo, froc, synth
-from helpers.labels import read_polygons
+from helpers.annotations import read_polygons
 
 P0 = demo.PATCH_SIZE_LEVEL0
 
