@@ -32,6 +32,7 @@ from helpers.labels.rules import (
     labels_from_fractions,
     mask_extent_problem,
     relaxed_threshold,
+    wsi_size,
 )
 from helpers.layout import annotation_file, coords_file, mask_file
 from helpers.progress import progress_bar
@@ -139,7 +140,7 @@ def _read_slide_input(
         check_coords_spacing(coords_level0, size, attrs, coords_path)
     slide_size = level0_size(attrs, coords_path)
     if slide_size is None and folders.wsi is not None:
-        slide_size = slide_size(folders.wsi, name)
+        slide_size = wsi_size(folders.wsi, name)
     check_tumor_source(mask_path, xml_path, slide_size)
     if slide_size is None and mask_path is not None:
         extent = mask_extent_problem(mask_path, coords_level0, size)

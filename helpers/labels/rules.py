@@ -241,7 +241,7 @@ def mask_extent_problem(mask_path, coords_level0: np.ndarray, patch_size_level0:
     return None
 
 
-def slide_size(wsi_dir: Path, name: str) -> tuple[int, int]:
+def wsi_size(wsi_dir: Path, name: str) -> tuple[int, int]:
     """Level-0 ``(width, height)`` of ``<wsi_dir>/<name>.<ext>``."""
     for ext in WSI_EXTENSIONS:
         path = wsi_dir / f"{name}{ext}"
