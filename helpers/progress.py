@@ -22,7 +22,8 @@ def progress_bar(iterable=None, **kwargs):
 
     if in_notebook():
         try:
-            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
+            # tqdm.notebook needs it; an optional dependency (not installed by the package)
+            import ipywidgets  # noqa: F401  # pyright: ignore[reportMissingImports]
             from tqdm.notebook import tqdm
         except ImportError:
             kwargs["disable"] = True

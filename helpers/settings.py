@@ -116,15 +116,18 @@ class Settings(TridentLayout):
         return path if path.exists() else None
 
 
-def _env_path(var: str, required: bool = True) -> Path | None:
+def _env_path(var: str) -> Path | None:
+    """The path in environment variable ``var``; ``None`` when it is unset or empty."""
     value = os.environ.get(var)
-    if not value:
-        if required:
-            raise OSError(
-                f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py)."
-            )
-        return None
-    return Path(value).expanduser()
+    return Path(value).expanduser() if value else None
+
+
+def _required_path(var: str) -> Path:
+    """The path in environment variable ``var``; ``OSError`` when it is unset or empty."""
+    path = _env_path(var)
+    if path is None:
+        raise OSError(f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py).")
+    return path
 
 
 def load_settings() -> Settings:
@@ -147,13 +150,13 @@ def load_settings() -> Settings:
     if source == "camelyon16":
         return Settings(
             source="camelyon16",
-            wsi_dir=_env_path("MIL_BOOK_WSI_DIR"),
-            mask_dir=_env_path("MIL_BOOK_MASK_DIR", required=False),
-            annotations_dir=_env_path("MIL_BOOK_ANNOTATIONS_DIR", required=False),
-            job_dir=_env_path("MIL_BOOK_JOB_DIR"),
+            wsi_dir=_required_path("MIL_BOOK_WSI_DIR"),
+            mask_dir=_env_path("MIL_BOOK_MASK_DIR"),
+            annotations_dir=_env_path("MIL_BOOK_ANNOTATIONS_DIR"),
+            job_dir=_required_path("MIL_BOOK_JOB_DIR"),
             encoder=os.environ.get("MIL_BOOK_ENCODER", "conch_v15"),
-            train_csv=_env_path("MIL_BOOK_TRAIN_CSV"),
-            test_csv=_env_path("MIL_BOOK_TEST_CSV"),
+            train_csv=_required_path("MIL_BOOK_TRAIN_CSV"),
+            test_csv=_required_path("MIL_BOOK_TEST_CSV"),
             patch_dir=patch_dir,
         )
     raise ValueError(f"MIL_BOOK_DATA must be 'demo' or 'camelyon16', not {source!r}.")

@@ -334,7 +334,8 @@ class LevelTiles:
     def __init__(self, slide, level: int, path: Path | None) -> None:
         self.slide, self.level = slide, level
         self.downsample = float(slide.level_downsamples[level])
-        self.size = tuple(int(v) for v in slide.level_dimensions[level])  # (width, height)
+        width, height = slide.level_dimensions[level]
+        self.size = (int(width), int(height))
         self.tiff = TiffLevelReader.open(path, slide, level) if path is not None else None
         self.decoded: list[int] = []  # the TIFF tiles decoded, in order (each at most once)
         self._cache: dict[int, np.ndarray] = {}

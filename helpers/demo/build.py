@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
@@ -188,8 +189,8 @@ def _make_cohort(req: BuildRequest) -> Path:
 def _take_over(req: BuildRequest, found: Found, n_slides: int) -> dict[str, FileRecord]:
     """Mark ``req.root`` as ours and return the records of the files that can stay (none
     for a new folder, another version or ``force``; the intact ones to resume or repair)."""
-    root, plan = req.root, {"seed": req.seed, "version": COHORT_VERSION}
-    plan["sizes"] = [list(x) for x in req.sizes]
+    root, sizes = req.root, [list(x) for x in req.sizes]
+    plan: dict[str, Any] = {"seed": req.seed, "version": COHORT_VERSION, "sizes": sizes}
     records: dict[str, FileRecord] = {}
     verb = "Making the"
     if found.kind == "new":

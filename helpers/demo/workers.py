@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -50,6 +51,7 @@ def _worker_main() -> None:
     for line in sys.stdin:
         task = json.loads(line)
         spec = SlideSpec(**task["spec"])
+        answer: dict[str, Any]
         try:
             answer = {"name": spec.name, "files": build_one(spec, task["root"], task["seed"])}
         except OSError as exc:  # a full disk, a read-only folder: raised again by the parent

@@ -19,8 +19,8 @@ def summary_line(table: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> s
     """One line describing a :func:`label_folder` result, naming tumor slides left empty."""
     counts = table["source"].value_counts()
     parts = [
-        f"{len(table)} slides labelled ({int(counts.get('mask', 0))} from masks, "
-        f"{int(counts.get('xml', 0))} from XML, {int(counts.get('none', 0))} normal), "
+        f"{len(table)} slides labelled ({counts.get('mask', 0)} from masks, "
+        f"{counts.get('xml', 0)} from XML, {counts.get('none', 0)} normal), "
         f"{int(table['n_positive'].sum())} positive patches of {int(table['n_patches'].sum())}"
     ]
     tumor = table[table["wsi_label"] == 1]

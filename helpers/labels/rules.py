@@ -248,7 +248,8 @@ def wsi_size(wsi_dir: Path, name: str) -> tuple[int, int]:
         if path.is_file():
             slide, _ = open_slide(path, "slide")
             try:
-                return tuple(slide.dimensions)
+                width, height = slide.dimensions
+                return int(width), int(height)
             finally:
                 slide.close()
     raise FileNotFoundError(f"no slide {name}.* in {wsi_dir} (looked for {WSI_EXTENSIONS})")
