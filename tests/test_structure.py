@@ -38,3 +38,15 @@ def test_no_function_is_over_60_lines():
                 if n > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(HELPERS)}:{node.name}"] = n
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_one_docstring_style():
+    """Sections are Google style with ``Arguments:`` (not ``Args:``, not numpydoc's
+    underlined ``Parameters``)."""
+    other = {
+        f"{p.relative_to(HELPERS)}:{i}": line.strip()
+        for p in _modules()
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if line.strip() in ("Args:", "Parameters", "Params:")
+    }
+    assert not other, f"other docstring sections: {other}"

@@ -122,7 +122,7 @@ def local_maxima(scores: np.ndarray, grid_xy: np.ndarray) -> np.ndarray:
     So a constant heatmap gives one prediction per connected piece of tissue, not one per
     patch.
 
-    Args:
+    Arguments:
         scores: ``(N,)`` instance scores (finite).
         grid_xy: ``(N, 2)`` int patch-grid cells ``(x, y)``, one distinct cell per patch.
 
@@ -261,7 +261,7 @@ def lesions(
     """Lesions of a slide (see the module docstring): tumour cells, the 37.5 um margin when
     ``patch_um`` is given, holes filled, 8-connected components. ITC-sized lesions included.
 
-    Args:
+    Arguments:
         y_inst: ``(N,)`` patch labels, 0 (normal) or 1 (tumour); used for the tumour cells only
             when ``tumor_fraction`` is None (may then be None itself).
         grid_xy: ``(N, 2)`` int patch-grid cells ``(x, y)``.

@@ -83,7 +83,7 @@ def froc(
 ) -> FROCResult:
     """Lesion-level FROC over a set of slides (see the module docstring for the rules).
 
-    Args:
+    Arguments:
         scores: one ``(N_i,)`` array of instance scores per slide, on a scale shared by all
             slides (raw attention or instance logits, not per-bag normalised values).
         y_inst: one ``(N_i,)`` array of patch labels (0/1) per slide; the tumour cells when
@@ -210,7 +210,7 @@ def froc_from_predictions(
     from a dataset with patch labels), the margin and ITC rules apply; otherwise the
     pure-patch rules on ``y_inst`` (see :func:`froc`).
 
-    Args:
+    Arguments:
         preds: the output of ``helpers.evaluation.predict`` (``inst_scores``, ``y_inst``,
             ``grid_xy``, ``prob`` and, when present, ``tumor_fraction`` and ``patch_um``).
         scores: which instance scores rank the predictions across slides:
