@@ -62,7 +62,13 @@ from helpers.demo.build import default_out, ensure_cohort, make_cohort
 from helpers.demo.cli import main
 from helpers.demo.fast_start import PACKED, ensure_slide, pack_arrays
 from helpers.demo.manifest import FORMAT, MANIFEST, Manifest, check_file, file_record, verify_files
-from helpers.demo.paint import aperio_description, make_slide, pyramid_levels, write_pyramid
+from helpers.demo.paint import (
+    SATELLITE_CELLULARITY,
+    aperio_description,
+    make_slide,
+    pyramid_levels,
+    write_pyramid,
+)
 from helpers.demo.plan import (
     COHORT_VERSION,
     DEFAULT_SIZES,
@@ -87,6 +93,7 @@ __all__ = [
     "PACKED",
     "PATCH_SIZE",
     "PATCH_SIZE_LEVEL0",
+    "SATELLITE_CELLULARITY",
     "TARGET_MAG",
     "CohortError",
     "CohortPaths",

@@ -217,7 +217,7 @@ def froc_from_predictions(
             ``"raw"`` the model's instance scores as they are (pre-softmax attention for
             ABMIL: a function of the patch alone, so comparable between slides);
             ``"bag_weighted"`` each bag's scores min-max scaled to [0, 1]
-            (:func:`helpers.grid.minmax`: all 0 for a bag of equal scores) and multiplied by
+            (:func:`helpers.scores.minmax`: all 0 for a bag of equal scores) and multiplied by
             the bag's predicted probability, so that slides the model calls normal put
             their points at the bottom of the ranking.
         fp_rates: see :func:`froc`.
@@ -225,7 +225,7 @@ def froc_from_predictions(
     if scores == "raw":
         inst = [np.asarray(s, dtype=np.float64) for s in preds.inst_scores]
     elif scores == "bag_weighted":
-        # helpers.grid.minmax: a bag with constant scores gives zeros (no point stands out)
+        # helpers.scores.minmax: a bag with constant scores gives zeros (no point stands out)
         inst = [float(p) * minmax(s) for s, p in zip(preds.inst_scores, preds.prob, strict=True)]
     else:
         raise ValueError(f"scores must be 'raw' or 'bag_weighted', not {scores!r}.")
