@@ -178,7 +178,7 @@ def test_save_dir_that_is_not_writable(folder, monkeypatch, capsys):
 def test_a_failed_write_leaves_nothing(folder, monkeypatch):
     write_patch_labels(folder / "out" / "normal_001.h5", np.ones(64, np.int64))  # older labels
     older = (folder / "out" / "normal_001.h5").read_bytes()
-    real = L.write_patch_labels_h5
+    real = L.folder.write_patch_labels_h5
     calls = []
 
     def fail_second(path, *args):
