@@ -12,7 +12,8 @@
 #   make check   the fast tier: unit tests not marked slow (under a minute, no demo cohort)
 #   make help    every target, one line each
 #   make lint    ruff check + ruff format --check of the package, tests, benchmarks and
-#                book/_ext, and ruff check of the chapters' code (notebooks/*.ipynb)
+#                book/_ext, ruff check of the chapters' code (notebooks/*.ipynb), the import
+#                contract of helpers/ (lint-imports) and its types (basedpyright)
 #
 # VENV=/path/to/venv picks another virtual environment; PYTHON is used to create it.
 
@@ -218,9 +219,14 @@ test: $(STAMP) cohort rehearsal
 
 # The committed notebooks as they are (not regenerated first, so that the drift test of
 # `make test` still catches a chapter edited without `make notebooks`).
+# lint-imports: the import contract of helpers/ (pyproject.toml [tool.importlinter]: no
+# cycles, layers), run from the checkout so that `helpers` is imported from it; basedpyright:
+# the types of helpers/ (pyproject.toml [tool.basedpyright], with its baseline).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS) $(NOTEBOOK_FILES)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
+	$(VENV)/bin/basedpyright --pythonpath $(PY)
 
 # (not the notebooks: they are generated; `make lint` names what to fix in book/*.md)
 format: $(STAMP)

@@ -2,7 +2,7 @@
 
 The per-patch way is the earlier tutorial's, kept in the package as the tests' reference:
 ``helpers.reference.slide_canvas_per_patch`` (one level-0 read per patch, shrunk to the cell
-size) for the canvas and ``helpers.coverage.tumor_fraction_per_patch`` (one level-0 read of
+size) for the canvas and ``helpers.reference.tumor_fraction_per_patch`` (one level-0 read of
 the mask per patch) for the labels. Both ways run side by side in one run, each on a freshly
 opened slide (ours first, so it never profits from a cache the slow way warmed; ours is the
 median of ``--repeat`` runs), and their results are checked against each other.
@@ -57,11 +57,10 @@ from budgets import (  # noqa: E402
 )
 
 from helpers.canvas import slide_canvas  # noqa: E402
-from helpers.coverage import tumor_fraction_from_mask, tumor_fraction_per_patch  # noqa: E402
+from helpers.coverage import tumor_fraction_from_mask  # noqa: E402
 from helpers.labels import labels_from_fractions  # noqa: E402
-from helpers.layout import DEFAULT_PATCH_DIR  # noqa: E402
-from helpers.reference import slide_canvas_per_patch  # noqa: E402
-from helpers.settings import WSI_EXTENSIONS  # noqa: E402
+from helpers.layout import DEFAULT_PATCH_DIR, WSI_EXTENSIONS  # noqa: E402
+from helpers.reference import slide_canvas_per_patch, tumor_fraction_per_patch  # noqa: E402
 
 THRESHOLD = 0.5
 TOL = 0.02  # labels must agree where |fraction - threshold| > TOL

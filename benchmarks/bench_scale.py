@@ -5,8 +5,8 @@ tumour mask and an XML annotation; see tests/rehearsal.py):
 
 - ``patch grid``: open the slide, ``helpers.trident.segment_tissue`` (TRIDENT's otsu
   segmenter at 1.25x) and ``helpers.trident.patch_grid`` (20x, 512 px);
-- ``labels (mask)``: ``helpers.labels.tumor_fraction_from_mask`` from the pyramidal mask;
-- ``labels (XML)``: ``helpers.labels.tumor_fraction_from_xml`` from the ASAP XML;
+- ``labels (mask)``: ``helpers.coverage.tumor_fraction_from_mask`` from the pyramidal mask;
+- ``labels (XML)``: ``helpers.coverage.tumor_fraction_from_xml`` from the ASAP XML;
 - ``canvas``: ``helpers.canvas.slide_canvas`` (50-px cells);
 - ``thumbnail overlay``: ``helpers.canvas.overlay_on_thumbnail`` (the patch labels drawn
   over a 1,000-px thumbnail).
@@ -53,11 +53,11 @@ def _run_steps(root: Path, name: str, steps: list[str]) -> dict:
     import numpy as np
     import openslide
 
-    from helpers import canvas, labels, trident
-    from helpers.settings import WSI_EXTENSIONS
+    from helpers import canvas, coverage, formats, trident
+    from helpers.layout import WSI_EXTENSIONS
 
     job = root / "trident_processed" / "20x_512px_0px_overlap"
-    attrs, coords = labels.read_coords(job / "patches" / f"{name}_patches.h5")
+    attrs, coords = formats.read_coords(job / "patches" / f"{name}_patches.h5")
     p = int(attrs["patch_size_level0"])
     size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
     wsi = next(
@@ -76,11 +76,11 @@ def _run_steps(root: Path, name: str, steps: list[str]) -> dict:
             detail = f"{len(grid)} patches (TRIDENT-format file: {len(coords)})"
         elif step == "labels (mask)":
             mask = root / "masks" / f"{name}_mask.tif"
-            fractions = labels.tumor_fraction_from_mask(mask, coords, p)
+            fractions = coverage.tumor_fraction_from_mask(mask, coords, p)
             values = (fractions > 0.5).astype(float)
             detail = f"{int(values.sum())} tumour patches"
         elif step == "labels (XML)":
-            fractions = labels.tumor_fraction_from_xml(
+            fractions = coverage.tumor_fraction_from_xml(
                 root / "annotations" / f"{name}.xml", coords, p, level0_size=size
             )
             detail = f"{int((fractions > 0.5).sum())} tumour patches"

@@ -31,7 +31,7 @@ Run = TypeVar("Run")
 def resample_slides(y: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """``n_boot`` bootstrap draws of slide indices, stratified by the slide label.
 
-    Args:
+    Arguments:
         y: ``(n,)`` slide labels (0/1); each draw keeps the number of slides of each label.
         n_boot: number of replicates (positive).
         seed: seed of the NumPy generator, so that a chapter draws the same replicates on
@@ -69,7 +69,7 @@ def bootstrap_differences(
 ) -> pd.DataFrame:
     """Each model's metric minus the reference's, with a paired bootstrap interval.
 
-    Args:
+    Arguments:
         runs: model name -> its runs (one per seed), in any form ``metric`` reads.
         metric: ``metric(run, idx)`` -> the metric of one run on the test slides ``idx``
             (``(n,)`` int indices, repeats allowed: a repeated slide counts twice).

@@ -14,50 +14,42 @@ Frames (see :mod:`helpers.grid`): patches come in as ``coords_level0``, ``(x, y)
 corners; the canvas places them at ``(rows, cols)``, torchmil's order, the reverse of
 ``grid_xy``: ``rows = grid_y - grid_y.min()``, ``cols = grid_x - grid_x.min()``.
 
+A level is read band by band by :class:`helpers.slide.LevelTiles` (only the tiles under the
+patches, decoded by :class:`helpers.slide.TiffLevelReader` where it can).
+
 Public API (``N`` patches)::
 
     canvas_rows_cols(coords_level0, patch_size_level0) -> (rows (N,), cols (N,))
     slide_canvas(slide, coords_level0, patch_size_level0, cell_size=50) -> (canvas, rows, cols)
     overlay_on_thumbnail(slide_or_thumbnail, coords_level0, values, patch_size_level0, ...)
         -> RGB image
-    TiffLevelReader.open(path, slide, level) -> reader of one tiled TIFF level, or None
 
 The slow per-patch canvas these are checked against lives in :mod:`helpers.reference`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from helpers.formats import open_slide, read_thumbnail
-from helpers.grid import check_coords_level0, choose_level, grid_xy
-from helpers.trident import to_rgb
+from helpers.grid import check_coords_level0, grid_xy
+from helpers.slide import LevelTiles, choose_level, open_slide, read_thumbnail
 
-__all__ = ["canvas_rows_cols", "slide_canvas", "overlay_on_thumbnail", "TiffLevelReader"]
+__all__ = ["canvas_rows_cols", "slide_canvas", "overlay_on_thumbnail"]
 
 #: Level pixels held in memory at once while building a canvas (about 96 MB of RGB).
 _BAND_PIXELS = 32 * 1024 * 1024
 #: Level pixels read around every patch beyond its square (what resampling its edge reads).
 _MARGIN_PX = 2
-#: Threads that decode tiles (the codecs release the GIL).
-_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: A patch shows tissue when one of ``_TISSUE_SAMPLES**2`` pixels spread over its cell does.
 _TISSUE_SAMPLES = 10
 #: :func:`slide_canvas` refuses coords when more than this share of the patches show no tissue.
 MAX_GLASS_SHARE = 0.5
-
-#: What tifffile and its codecs raise for a file, a page layout or a tile they cannot read
-#: (``TiffFileError`` is a ``ValueError``, imagecodecs' errors are ``RuntimeError``, a codec
-#: that is not installed an ``ImportError``): openslide then reads instead.
-_TIFF_FAILURES = (OSError, ValueError, KeyError, RuntimeError, ImportError)
 
 
 def _interpolation(shrink: float) -> int:
@@ -95,225 +87,6 @@ def canvas_rows_cols(
     return rows - rows.min(), cols - cols.min()
 
 
-class TiffLevelReader:
-    """Decode only the tiles of one tiled RGB TIFF page that a window touches.
-
-    openslide composes every region through cairo, which costs more than decoding the JPEG
-    tiles; for TIFF-based slides (Aperio, generic tiled TIFF, the demo cohort) reading the tiles
-    with tifffile is several times faster. :meth:`open` gives a reader only when a page has
-    exactly the size of the openslide level and a probe read agrees with openslide.
-    """
-
-    def __init__(self, tif, page) -> None:
-        self.tif, self.page = tif, page
-        self.height, self.width = page.shape[:2]
-        self.tile_height, self.tile_width = page.tilelength, page.tilewidth
-        self.tiles_across = -(-self.width // self.tile_width)
-
-    @classmethod
-    def open(cls, path, slide, level: int, exact: bool = False) -> TiffLevelReader | None:
-        """A reader of ``level`` of ``slide`` (the ``openslide.OpenSlide`` of ``path``) from
-        the TIFF file itself, or ``None`` when openslide must read: not a TIFF, no tiled RGB
-        page of the level's size, a file or codec tifffile cannot read, or a disagreement
-        (any differing pixel value when ``exact``, else a mean difference of 2 or more)."""
-        import tifffile
-
-        if not str(path).lower().endswith((".tif", ".tiff", ".svs")):
-            return None
-        try:
-            tif = tifffile.TiffFile(path)
-        except _TIFF_FAILURES:
-            return None
-        try:
-            page = cls._page_of_size(tif, *slide.level_dimensions[level])
-            if page is not None:
-                reader = cls(tif, page)
-                if reader._agrees_with(slide, level, exact):
-                    return reader
-        except _TIFF_FAILURES:
-            pass
-        tif.close()
-        return None
-
-    @staticmethod
-    def _page_of_size(tif, width: int, height: int):
-        """The first tiled 8-bit interleaved RGB page of ``width x height``, or ``None``."""
-        for page in tif.pages:
-            if (
-                page.is_tiled
-                and page.shape[:2] == (height, width)
-                and page.samplesperpixel == 3
-                and page.dtype == np.uint8
-                and page.planarconfig == 1
-                and page.imagedepth == 1
-            ):
-                return page
-        return None
-
-    def _agrees_with(self, slide, level: int, exact: bool = False) -> bool:
-        downsample = slide.level_downsamples[level]
-        x, y = max(self.width // 2 - 32, 0), max(self.height // 2 - 32, 0)
-        ours = self.read(x, y, 64, 64)
-        location_level0 = (int(round(x * downsample)), int(round(y * downsample)))
-        ref = to_rgb(np.asarray(slide.read_region(location_level0, level, (64, 64))))
-        if ours.shape != ref.shape:
-            return False
-        difference = np.abs(ours.astype(int) - ref)
-        return not difference.any() if exact else difference.mean() < 2
-
-    def tile_origin(self, index: int) -> tuple[int, int]:
-        """Level pixel ``(x, y)`` of the top-left corner of tile ``index`` (row-major)."""
-        ty, tx = divmod(int(index), self.tiles_across)
-        return tx * self.tile_width, ty * self.tile_height
-
-    def decode_tiles(self, indices) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode the tiles ``indices`` (row-major: ``ty * tiles_across + tx``), each once, in
-        the order they lie in the file.
-
-        Yields:
-            ``(index, tile)``: tile uint8 RGB ``(tile_height, tile_width, 3)`` (white for a
-            tile the file leaves empty; the part past the page's edge is the file's padding).
-        """
-        idx = sorted({int(i) for i in indices})
-        if not idx:
-            return
-        page = self.page
-        segments = list(
-            self.tif.filehandle.read_segments(
-                [page.dataoffsets[i] for i in idx],
-                [page.databytecounts[i] for i in idx],
-                indices=idx,
-                sort=True,
-            )
-        )
-
-        def decode(segment: tuple[bytes | None, int]) -> tuple[int, np.ndarray]:
-            data, i = segment
-            if not data:
-                return i, np.full((self.tile_height, self.tile_width, 3), 255, np.uint8)
-            return i, page.decode(data, i, jpegtables=page.jpegtables)[0][0][..., :3]
-
-        if len(segments) < 2 * _DECODE_THREADS or _DECODE_THREADS == 1:
-            yield from map(decode, segments)
-            return
-        # the codecs release the GIL: decode on every core
-        with ThreadPoolExecutor(_DECODE_THREADS) as pool:
-            yield from pool.map(decode, segments)
-
-    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """RGB ``(h, w, 3)`` of the window at level pixel ``(x, y)``; white beyond the page."""
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
-        x0, y0 = max(x, 0), max(y, 0)
-        x1, y1 = min(x + w, self.width), min(y + h, self.height)
-        if x1 <= x0 or y1 <= y0:
-            return out
-        tile_h, tile_w = self.tile_height, self.tile_width
-        idx = [
-            ty * self.tiles_across + tx
-            for ty in range(y0 // tile_h, (y1 - 1) // tile_h + 1)
-            for tx in range(x0 // tile_w, (x1 - 1) // tile_w + 1)
-        ]
-        for i, tile in self.decode_tiles(idx):
-            _paste(out, (x, y), tile, self.tile_origin(i), (self.width, self.height))
-        return out
-
-    def close(self) -> None:
-        self.tif.close()
-
-
-def _paste(
-    out: np.ndarray,
-    out_xy: tuple[int, int],
-    tile: np.ndarray,
-    tile_xy: tuple[int, int],
-    level_size: tuple[int, int],
-) -> None:
-    """Copy the part of ``tile`` that lies inside the level and inside ``out`` onto ``out``.
-
-    ``out_xy`` and ``tile_xy`` are the level pixels of their top-left corners; ``level_size``
-    is the level's ``(width, height)`` (a tile's padding past it is not copied)."""
-    (x, y), (tx, ty) = out_xy, tile_xy
-    h, w = out.shape[:2]
-    x0, x1 = max(x, tx, 0), min(x + w, tx + tile.shape[1], level_size[0])
-    y0, y1 = max(y, ty, 0), min(y + h, ty + tile.shape[0], level_size[1])
-    if x1 > x0 and y1 > y0:
-        out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - ty : y1 - ty, x0 - tx : x1 - tx]
-
-
-class _LevelTiles:
-    """One pyramid level, read for a canvas band by band. For a TIFF that tifffile reads
-    (:class:`TiffLevelReader`), only the page's tiles under the patches are decoded, each
-    once (a tile shared by two bands is kept for the second); otherwise openslide reads each
-    band's window."""
-
-    def __init__(self, slide, level: int, path: Path | None) -> None:
-        self.slide, self.level = slide, level
-        self.downsample = float(slide.level_downsamples[level])
-        self.size = tuple(int(v) for v in slide.level_dimensions[level])  # (width, height)
-        self.tiff = TiffLevelReader.open(path, slide, level) if path is not None else None
-        self.decoded: list[int] = []  # the TIFF tiles decoded, in order (each at most once)
-        self._cache: dict[int, np.ndarray] = {}
-        self._buffer = np.empty((0, 0, 3), dtype=np.uint8)
-
-    def tiles_under(self, boxes: np.ndarray) -> np.ndarray:
-        """Row-major indices of the TIFF tiles that any of ``boxes`` touches: ``(M, 4)`` int
-        level pixels ``x0, y0, x1, y1`` (end exclusive), clipped to the level. Returns sorted
-        ``(K,)`` int64 indices (none when openslide reads)."""
-        if self.tiff is None:
-            return np.zeros(0, np.int64)
-        tile_w, tile_h = self.tiff.tile_width, self.tiff.tile_height
-        width, height = self.size
-        x0, x1 = np.clip(boxes[:, 0], 0, width), np.clip(boxes[:, 2], 0, width)
-        y0, y1 = np.clip(boxes[:, 1], 0, height), np.clip(boxes[:, 3], 0, height)
-        inside = (x1 > x0) & (y1 > y0)
-        if not inside.any():
-            return np.zeros(0, np.int64)
-        tx0, tx1 = x0[inside] // tile_w, (x1[inside] - 1) // tile_w
-        ty0, ty1 = y0[inside] // tile_h, (y1[inside] - 1) // tile_h
-        found = []
-        for dy in range(int((ty1 - ty0).max()) + 1):  # a box spans a few tiles at most
-            for dx in range(int((tx1 - tx0).max()) + 1):
-                sel = (ty0 + dy <= ty1) & (tx0 + dx <= tx1)
-                found.append((ty0[sel] + dy) * self.tiff.tiles_across + tx0[sel] + dx)
-        return np.unique(np.concatenate(found)).astype(np.int64)
-
-    def region(
-        self, origin_level0: tuple[int, int], size: tuple[int, int], tiles: np.ndarray
-    ) -> np.ndarray:
-        """RGB ``(height, width, 3)`` of the window of ``size`` ``(width, height)`` level
-        pixels at ``origin_level0``: from a TIFF, the pixels of ``tiles`` (indices from
-        :meth:`tiles_under`; each decoded on first use and kept until :meth:`forget_above`),
-        white elsewhere and beyond the level (one buffer reused by every call: valid until
-        the next); through openslide, the whole window."""
-        if self.tiff is None:
-            rgba = self.slide.read_region(origin_level0, self.level, size)
-            return to_rgb(np.asarray(rgba))
-        x, y = (int(round(v / self.downsample)) for v in origin_level0)
-        missing = [int(i) for i in tiles if int(i) not in self._cache]
-        self._cache.update(self.tiff.decode_tiles(missing))
-        self.decoded.extend(missing)
-        if self._buffer.shape[0] < size[1] or self._buffer.shape[1] < size[0]:
-            shape = (max(size[1], self._buffer.shape[0]), max(size[0], self._buffer.shape[1]), 3)
-            self._buffer = np.empty(shape, dtype=np.uint8)
-        out = self._buffer[: size[1], : size[0]]  # one buffer for every band
-        out[...] = 255
-        for i in tiles:
-            _paste(out, (x, y), self._cache[int(i)], self.tiff.tile_origin(i), self.size)
-        return out
-
-    def forget_above(self, y: int) -> None:
-        """Drop the decoded tiles that end above level row ``y`` (no later band needs them)."""
-        if self.tiff is not None:
-            tile_h = self.tiff.tile_height
-            for i in [i for i in self._cache if self.tiff.tile_origin(i)[1] + tile_h <= y]:
-                del self._cache[i]
-
-    def close(self) -> None:
-        self._cache.clear()
-        if self.tiff is not None:
-            self.tiff.close()
-
-
 def slide_canvas(
     slide,
     coords_level0: np.ndarray,
@@ -327,31 +100,21 @@ def slide_canvas(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``torchmil.visualize`` canvas of a slide, from one low-resolution read.
 
-    Same result as reading every patch at level 0, resizing it to ``cell_size`` and calling
-    ``torchmil.visualize.patches_to_canvas`` (see
-    :func:`helpers.reference.slide_canvas_per_patch`), up to resampling: cell ``(rows[i],
-    cols[i])`` shows patch ``i``, cells without a patch are white. The pyramid level read is
-    the coarsest on which a patch still spans ``oversample * cell_size`` pixels (level 3, 64
-    px, for 512-px patches of a 20x slide in 50-px cells). Only the tiles of that level under
-    the patches are decoded, each once (tifffile, on as many threads as there are cores, up
-    to 4); the level is painted in bands of rows, each resized so that a patch is exactly
-    ``cell_size`` pixels (bilinear; pixel-area averaging when the level is at least twice as
-    fine as the canvas) and cut into cells.
+    Same result as :func:`helpers.reference.slide_canvas_per_patch` up to resampling: cell
+    ``(rows[i], cols[i])`` shows patch ``i``, cells without a patch are white.
 
     Arguments:
-        slide: The path of a slide, or an ``openslide.OpenSlide``. Give the path where you
-            can: a TIFF-based slide is then decoded tile by tile with tifffile, several times
-            faster (openslide does not say which file an open slide came from).
+        slide: The path of a slide (a TIFF is then decoded with tifffile, several times
+            faster), or an ``openslide.OpenSlide``.
         coords_level0: ``(N, 2)`` int level-0 ``(x, y)`` top-left corners of the patches.
         patch_size_level0: Patch side in level-0 pixels (1024 for CAMELYON16 at 20x / 512 px).
         cell_size: Side of one patch on the canvas, in pixels.
-        level: Pyramid level to read; ``None`` picks it from ``oversample`` (see above).
-        oversample: How many level pixels per canvas pixel the chosen level must have at least.
-            1 reads the level closest to the cell size (fastest); 2 a level twice as fine
-            (about four times the pixels to decode, closer to the per-patch way's texture).
+        level: Pyramid level to read; ``None``: the coarsest on which a patch spans
+            ``oversample * cell_size`` pixels.
+        oversample: Level pixels per canvas pixel, at least: 1 reads the level closest to
+            the cell size (fastest); 2 one twice as fine (closer to the per-patch texture).
         level0_size: ``(width, height)`` level-0 size of the slide the coords were made on
-            (``helpers.formats.level0_size(attrs)`` of its coords file); when given, a slide
-            of another size is refused.
+            (``helpers.formats.level0_size(attrs)``); a slide of another size is refused.
         check_tissue: Refuse coords whose patches mostly show no tissue (see Raises).
 
     Returns:
@@ -360,10 +123,9 @@ def slide_canvas(
         cols: ``(N,)`` int64 column of every patch (``x // patch_size_level0``, starting at 0).
 
     Raises:
-        ValueError: naming the slide, when the coords cannot be this slide's: a patch starts
-            outside it (coords of a larger slide, or not in level-0 pixels), ``level0_size``
-            is not its size, or (``check_tissue``) more than :data:`MAX_GLASS_SHARE` of the
-            patches show only glass where TRIDENT's patches all touch tissue.
+        ValueError: naming the slide, when the coords cannot be its: a patch starts outside
+            it, ``level0_size`` is not its size, or (``check_tissue``) more than
+            :data:`MAX_GLASS_SHARE` of the patches show only glass.
     """
     coords_level0 = check_coords_level0(coords_level0, patch_size_level0)
     cell_size, patch_size_level0 = _check_cell_size(cell_size), int(patch_size_level0)
@@ -373,24 +135,27 @@ def slide_canvas(
     source = slide
     slide, opened = open_slide(source, "slide")
     name = f"slide {Path(source).name}" if opened else f"slide {slide!r}"
-    tiles = None
     try:
         _check_inside(name, coords_level0, slide.dimensions, level0_size)
-        if level is None:
-            min_px = cell_size * max(oversample, 1.0)
-            level = choose_level(slide.level_downsamples, patch_size_level0, min_px)
-        if not 0 <= level < slide.level_count:
-            raise ValueError(f"level {level} not in the slide (it has {slide.level_count}).")
-        tiles = _LevelTiles(slide, level, Path(source) if opened else None)
-        canvas = _paint_canvas(tiles, coords_level0, patch_size_level0, rows, cols, cell_size)
+        level = _level(slide, level, patch_size_level0, cell_size * max(oversample, 1.0))
+        with contextlib.closing(LevelTiles(slide, level, Path(source) if opened else None)) as t:
+            canvas = _paint_canvas(t, coords_level0, patch_size_level0, rows, cols, cell_size)
     finally:
-        if tiles is not None:
-            tiles.close()
         if opened:
             slide.close()
     if check_tissue:
         _check_tissue(name, canvas, rows, cols, cell_size)
     return canvas, rows, cols
+
+
+def _level(slide, level: int | None, patch_size_level0: int, min_px: float) -> int:
+    """``level``, checked to be the slide's, or (``None``) the coarsest level on which a
+    patch spans ``min_px`` pixels."""
+    if level is None:
+        level = choose_level(slide.level_downsamples, patch_size_level0, min_px)
+    if not 0 <= level < slide.level_count:
+        raise ValueError(f"level {level} not in the slide (it has {slide.level_count}).")
+    return level
 
 
 def _check_inside(
@@ -452,7 +217,7 @@ def _check_tissue(
 
 
 def _paint_canvas(
-    tiles: _LevelTiles,
+    tiles: LevelTiles,
     coords_level0: np.ndarray,
     patch_size_level0: int,
     rows: np.ndarray,

@@ -1,7 +1,7 @@
 """Tumour fraction of every patch, by summed-area table, without one read per patch.
 
 The slow way reads a ``patch_size_level0 x patch_size_level0`` window of the level-0 mask for
-every patch (:func:`tumor_fraction_per_patch`, kept as the reference). Here the mask is read
+every patch (:func:`helpers.reference.tumor_fraction_per_patch`). Here the mask is read
 once, at a low-resolution pyramid level where a patch still spans at least ``min_patch_px``
 pixels (64 by default), or the XML polygons are rasterised once at that scale; a summed-area
 table then gives the tumour area of every patch with four look-ups. The map is processed in
@@ -13,7 +13,6 @@ Public API (``N`` patches; ``coords_level0`` ``(N, 2)`` int level-0 ``(x, y)`` c
         -> (N,) float64 in [0, 1]
     tumor_fraction_from_xml(xml_path, coords_level0, patch_size_level0, level0_size=None)
         -> (N,) float64 in [0, 1]
-    tumor_fraction_per_patch(mask, coords_level0, patch_size_level0) -> (N,) (slow reference)
     box_fractions(read_rows, map_size, boxes) -> (N,) covered share of each box on a map
     mask_values(mask, patch_size_level0) -> (256,) pixel count of every mask value
 """
@@ -26,11 +25,11 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-from tqdm import tqdm  # plain bars: no ipywidgets needed in notebooks
 
 from helpers.annotations import EXCLUDE_GROUPS, TUMOR_GROUPS, fill_polygons, read_polygons
-from helpers.formats import LabelInputError, open_slide
-from helpers.grid import check_coords_level0, choose_level
+from helpers.formats import LabelInputError
+from helpers.grid import check_coords_level0
+from helpers.slide import choose_level, open_slide
 
 __all__ = [
     "MIN_PATCH_PX",
@@ -39,7 +38,6 @@ __all__ = [
     "box_fractions",
     "tumor_fraction_from_mask",
     "tumor_fraction_from_xml",
-    "tumor_fraction_per_patch",
     "mask_values",
     "check_mask_size",
 ]
@@ -266,36 +264,6 @@ def tumor_fraction_from_xml(
         return band
 
     return box_fractions(read_rows, (width, height), boxes)
-
-
-def tumor_fraction_per_patch(
-    mask,
-    coords_level0: np.ndarray,
-    patch_size_level0: int,
-    tumor_value: int = 2,
-    progress: bool = False,
-) -> np.ndarray:
-    """The slow reference: one level-0 read of the mask per patch (what the earlier script did).
-
-    Used by the tests and the benchmark to check :func:`tumor_fraction_from_mask`.
-
-    Returns:
-        fractions: ``(N,)`` float64, exact at level 0.
-    """
-    coords_level0 = check_coords_level0(coords_level0)
-    slide, opened = open_slide(mask, "mask")
-    try:
-        out = np.zeros(len(coords_level0), dtype=np.float64)
-        size = (patch_size_level0, patch_size_level0)
-        for i, (x, y) in enumerate(
-            tqdm(coords_level0, desc="per-patch mask reads", disable=not progress)
-        ):
-            patch = np.asarray(slide.read_region((int(x), int(y)), 0, size))[:, :, 0]
-            out[i] = np.count_nonzero(patch == tumor_value) / patch.size
-        return out
-    finally:
-        if opened:
-            slide.close()
 
 
 def check_mask_size(slide, level0_size, mask) -> None:

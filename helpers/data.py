@@ -24,7 +24,9 @@ from helpers.formats import (
     read_tumor_fraction,
 )
 from helpers.grid import grid_xy
-from helpers.settings import WSI_EXTENSIONS, Settings, progress_bar
+from helpers.layout import WSI_EXTENSIONS
+from helpers.progress import progress_bar
+from helpers.settings import Settings
 
 #: The start of torch's warning that it does not check sparse tensors (torchmil's ``adj``).
 SPARSE_WARNING = "Sparse invariant checks"
@@ -57,7 +59,7 @@ def patch_size_level0(cfg: Settings, name: str | None = None) -> int:
 
 def level0_mpp(cfg: Settings, name: str, coords_attrs: dict) -> float | None:
     """Level-0 microns per pixel of slide ``name``: read from the slide file when it is on
-    disk (``helpers.trident.slide_mpp``), else nominal ``10 / level0_magnification`` from
+    disk (``helpers.slide.slide_mpp``), else nominal ``10 / level0_magnification`` from
     the coords attributes (the demo's slides, 20x at 0.5 um/px, are not opened: some are
     painted on demand only); ``None`` when neither is known."""
     if not cfg.is_demo:
@@ -67,7 +69,7 @@ def level0_mpp(cfg: Settings, name: str, coords_attrs: dict) -> float | None:
                 try:
                     import openslide
 
-                    from helpers.trident import slide_mpp
+                    from helpers.slide import slide_mpp
 
                     with openslide.OpenSlide(str(path)) as slide:
                         return slide_mpp(slide)

@@ -222,11 +222,11 @@ def calibrate(root: str | Path, max_patches_per_slide: int = 200) -> Path:
     write :data:`CALIBRATION_FILE`."""
     import openslide
 
-    from helpers.demo import CohortPaths
     from helpers.formats import read_coords
+    from helpers.layout import CohortLayout
     from helpers.trident import read_patches
 
-    paths = CohortPaths(Path(root))
+    paths = CohortLayout(Path(root))
     encoder = StainStatsEncoder(calibrated=False, dtype=torch.float64)  # the same everywhere
     rows = []
     for coords_path in sorted(paths.coords_dir.glob("*.h5")):

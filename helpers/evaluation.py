@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 from torchmil.models import MILModelWrapper
 
 from helpers.data import make_loader
-from helpers.grid import minmax
+from helpers.scores import minmax
 
 
 @dataclass

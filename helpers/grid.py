@@ -16,14 +16,10 @@ Public API (``N`` patches)::
     check_coords_level0(coords_level0, patch_size_level0=None) -> (N, 2) int64
     check_grid_xy(grid_xy, n=None, where="") -> (N, 2) int64, distinct cells
     grid_xy(coords_level0, patch_size_level0) -> (N, 2) int64
-    choose_level(level_downsamples, patch_size_level0, min_patch_px, rtol=1e-3) -> int
-    minmax(values) -> (N,) float64 in [0, 1]
     values_on_grid(values, grid_xy) -> (rows, cols) float64 image, NaN where no patch
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,14 +27,8 @@ __all__ = [
     "check_coords_level0",
     "check_grid_xy",
     "grid_xy",
-    "choose_level",
-    "minmax",
     "values_on_grid",
 ]
-
-#: Relative slack in :func:`choose_level`: file downsamples are often a hair off the nominal
-#: value (4.0003 for 4), and a level that misses the bar by that rounding still counts.
-LEVEL_RTOL = 1e-3
 
 
 def _integer_array(values, name: str, frame: str, where: str = "") -> np.ndarray:
@@ -102,58 +92,6 @@ def grid_xy(coords_level0, patch_size_level0: float) -> np.ndarray:
     """
     coords_level0 = check_coords_level0(coords_level0, patch_size_level0)
     return (coords_level0 // patch_size_level0).astype(np.int64)
-
-
-def choose_level(
-    level_downsamples: Sequence[float],
-    patch_size_level0: float,
-    min_patch_px: float,
-    rtol: float = LEVEL_RTOL,
-) -> int:
-    """The coarsest pyramid level on which a patch still spans ``min_patch_px`` pixels.
-
-    That is the largest ``level`` with ``level_downsamples[level] <= patch_size_level0 /
-    min_patch_px * (1 + rtol)``; level 0 when none qualifies. Levels are only ever shrunk from,
-    never enlarged. Used for the canvases (``oversample * cell_size`` level pixels per cell, a
-    picture: the default :data:`LEVEL_RTOL` lets a level a hair short of the bar count) and
-    for the label maps (``min_patch_px`` mask pixels per patch, a resolution the fractions
-    need: pass a small ``rtol`` such as ``1e-6``).
-    """
-    if rtol < 0:
-        raise ValueError(f"rtol must be >= 0, got {rtol}.")
-    max_downsample = patch_size_level0 / min_patch_px * (1 + rtol)
-    best = 0
-    for level, downsample in enumerate(level_downsamples):
-        if downsample <= max_downsample:
-            best = level
-    return best
-
-
-def minmax(values) -> np.ndarray:
-    """``values`` scaled to [0, 1] by their min and max; all zeros when they are constant.
-
-    Constant input (a bag of one patch, a flat heatmap) maps to 0, as scikit-learn's
-    ``minmax_scale`` does: nothing stands out, so nothing is drawn hot and no patch of that
-    bag outranks another bag's patches. Empty input gives an empty array.
-
-    Arguments:
-        values: ``(N,)`` finite numbers; a NaN or infinite value is a ``ValueError`` (it would
-            turn the whole bag into zeros: a blank heatmap, a bag that scores nothing).
-
-    Returns:
-        ``(N,)`` float64.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values.copy()
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise ValueError(
-            f"minmax: {int(bad.sum())} of {values.size} values are NaN or infinite (at "
-            f"{np.flatnonzero(bad)[:5].tolist()}); scores must be finite numbers."
-        )
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 def values_on_grid(values, grid_xy) -> np.ndarray:

@@ -16,11 +16,14 @@ TRIDENT's job folder (``run_batch_of_slides.py --job_dir``), plus this book's ``
 
 ``patch_dir`` is ``{mag}x_{patch_size}px_{overlap}px_overlap``. :class:`TridentLayout` gives
 these paths to any object with ``job_dir``, ``patch_dir`` and ``encoder`` attributes
-(:class:`helpers.settings.Settings`, :class:`helpers.demo.CohortPaths`).
+(:class:`helpers.settings.Settings`, :class:`CohortLayout`); :func:`demo_dir` says where the
+demo cohort lives.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 #: The demo's weight-free encoder (``features_demo_stats/``).
@@ -89,3 +92,41 @@ class TridentLayout:
 
     def thumbnail_path(self, name: str) -> Path:
         return self.thumbnails_dir / f"{name}.jpg"
+
+
+@dataclass(frozen=True)
+class CohortLayout(TridentLayout):
+    """A cohort's files under ``root`` arranged as above (the demo, the rehearsal folder):
+    ``wsis/<name>.tif``, ``masks/``, ``annotations/`` and the TRIDENT job folder."""
+
+    root: Path
+    patch_dir = DEFAULT_PATCH_DIR
+    encoder = DEMO_ENCODER
+
+    @property
+    def job_dir(self) -> Path:  # type: ignore[override]
+        return self.root / JOB_DIR
+
+    def wsi(self, name: str) -> Path:
+        return self.root / WSIS_DIR / f"{name}.tif"
+
+    def mask(self, name: str) -> Path:
+        return self.root / MASKS_DIR / mask_file(name)
+
+    def xml(self, name: str) -> Path:
+        return self.root / ANNOTATIONS_DIR / annotation_file(name)
+
+
+def _default_demo_dir() -> Path:
+    """``<repo>/data/demo`` in a source checkout, ``~/mil-book-data/demo`` otherwise."""
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").exists():
+        return repo / "data" / "demo"
+    return Path.home() / "mil-book-data" / "demo"
+
+
+def demo_dir() -> Path:
+    """Where the demo cohort lives: ``MIL_BOOK_DEMO_DIR``, else ``<repo>/data/demo`` in a
+    source checkout, else ``~/mil-book-data/demo`` (``python -m helpers.demo`` writes there)."""
+    value = os.environ.get("MIL_BOOK_DEMO_DIR")
+    return Path(value).expanduser() if value else _default_demo_dir()

@@ -129,6 +129,30 @@ def one_pass(
     return record
 
 
+def _epoch(
+    wrapper: torch.nn.Module,
+    loaders: tuple[
+        BatchCache, torch.utils.data.DataLoader, BatchCache, torch.utils.data.DataLoader
+    ],
+    optimizer: torch.optim.Optimizer,
+    metrics_dict: dict,
+) -> dict[str, float]:
+    """One epoch: a training pass, then a validation pass (``loaders``: the training bags
+    and their loader, the validation bags and theirs), each in the order its loader's sampler
+    draws before the pass, as a DataLoader does; returns their ``train/...`` and ``val/...``
+    losses and metrics."""
+    train_batches, train_loader, val_batches, val_loader = loaders
+    order = _batch_order(train_loader)
+    wrapper.train()
+    row = one_pass(wrapper, train_batches, order, optimizer).metrics("train", metrics_dict)
+    wrapper.eval()
+    with torch.no_grad():
+        val_order = _batch_order(val_loader)
+        row |= one_pass(wrapper, val_batches, val_order).metrics("val", metrics_dict)
+    wrapper.train()
+    return row
+
+
 def fit(
     model: torch.nn.Module,
     train_loader: torch.utils.data.DataLoader,
@@ -171,15 +195,9 @@ def fit(
     since_best = 0
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        order = _batch_order(train_loader)  # drawn before the epoch, as a DataLoader does
-        wrapper.train()
         row = {"epoch": epoch}
-        row |= one_pass(wrapper, train_batches, order, optimizer).metrics("train", metrics_dict)
-        wrapper.eval()
-        with torch.no_grad():
-            val_order = _batch_order(val_loader)
-            row |= one_pass(wrapper, val_batches, val_order).metrics("val", metrics_dict)
-        wrapper.train()
+        loaders = (train_batches, train_loader, val_batches, val_loader)
+        row |= _epoch(wrapper, loaders, optimizer, metrics_dict)
         rows.append(row)
         if row["val/loss"] < best_loss:  # strictly lower, as Trainer decides
             best_loss, best_state = row["val/loss"], copy.deepcopy(model.state_dict())

@@ -7,6 +7,7 @@ Only matplotlib conveniences live here; the pictures themselves (canvases, overl
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,6 +65,201 @@ def _arrow(
     )
 
 
+@dataclass
+class _Diagram:
+    """The ABMIL diagram's axes, text scale ``k`` and layout (x columns, y rows)."""
+
+    ax: Axes
+    k: float
+    names: list[str]
+    ys: list[float]
+    y_dots: float
+    half: float
+    y_hi: float = 3.05
+    y_lo: float = 1.25
+    # columns (x from, x to)
+    tile: tuple[float, float] = (0.0, 0.0)
+    enc: tuple[float, float] = (1.05, 1.65)
+    inst: tuple[float, float] = (2.25, 2.85)
+    att: tuple[float, float] = (3.8, 4.4)
+    soft: tuple[float, float] = (5.0, 5.8)
+    pool: tuple[float, float] = (6.4, 7.3)
+    clf: tuple[float, float] = (7.9, 8.7)
+    tap: float = 3.2  # where h_n leaves for the weighted sum
+
+    @property
+    def tall(self) -> tuple[float, float]:
+        """The bottom and top of the boxes that span the bag."""
+        return self.y_lo - 0.2, self.y_hi + 0.2
+
+    def text(self, x: float, y: float, s: str, size: float = 9, **kw) -> None:
+        kw["fontsize"] = size * self.k
+        kw.setdefault("ha", "center")
+        kw.setdefault("va", "center")
+        self.ax.text(x, y, s, color=kw.pop("color", _INK), **kw)
+
+
+def _diagram_layout(ax: Axes, n_patches: int) -> _Diagram:
+    names = [str(i + 1) for i in range(n_patches - 1)] + ["N"]
+    slots = n_patches + 1  # one row of dots before patch N
+    ys_all = np.linspace(3.05, 1.25, slots)
+    half = min(0.14, 0.32 * (ys_all[0] - ys_all[1]))  # half the height of a row box
+    # sizes in points are for a 10 x 4 inch axes; scale them with the axes actually given
+    fig_w, fig_h = ax.figure.get_size_inches()
+    pos = ax.get_position(original=True)
+    k = min(pos.width * fig_w / 10, pos.height * fig_h / 4)
+    ys = list(ys_all[:-2]) + [ys_all[-1]]  # the rows of patches
+    d = _Diagram(ax, k, names, ys, ys_all[-2], half)
+    d.tile = (0.22, 0.22 + 2 * half + 0.05)
+    return d
+
+
+def _draw_patch(d: _Diagram, y: float, rng: np.random.Generator) -> None:
+    """A patch: pink tissue with a few purple nuclei."""
+    side = d.tile[1] - d.tile[0]
+    d.ax.add_patch(
+        Rectangle(
+            (d.tile[0], y - side / 2),
+            side,
+            side,
+            facecolor="#F2C6DA",
+            edgecolor=_INK,
+            linewidth=0.6,
+        )
+    )
+    for cx, cy in rng.uniform(0.15, 0.85, size=(5, 2)):
+        d.ax.add_patch(
+            Circle(
+                (d.tile[0] + cx * side, y - side / 2 + cy * side),
+                0.03 * side / 0.3,
+                facecolor="#6A3D9A",
+                edgecolor="none",
+            )
+        )
+
+
+def _draw_rows(d: _Diagram) -> None:
+    """One row per patch: encoder, instance and attention networks, then a row of dots."""
+    ax, k, text = d.ax, d.k, d.text
+    enc, inst, att, soft, pool = d.enc, d.inst, d.att, d.soft, d.pool
+    rng = np.random.default_rng(0)
+    for name, y in zip(d.names, d.ys, strict=True):
+        _draw_patch(d, y, rng)
+        _arrow(ax, d.tile[1] + 0.03, y, enc[0], y, k)
+        for (x0, x1), role in ((enc, "frozen"), (inst, "value"), (att, "attention")):
+            _box(ax, x0, y - d.half, x1, y + d.half, role)
+        _arrow(ax, enc[1], y, inst[0], y, k)
+        text((enc[1] + inst[0]) / 2, y + 0.04, rf"$\mathbf{{x}}_{{{name}}}$", va="bottom")
+        _arrow(ax, inst[1], y, att[0], y, k)
+        ax.plot([d.tap], [y], "o", color=_ROLE["value"], markersize=3.5 * k)
+        text((d.tap + att[0]) / 2, y + 0.04, rf"$\mathbf{{h}}_{{{name}}}$", va="bottom")
+        _arrow(ax, att[1], y, soft[0], y, k, _ROLE["attention"])
+        text((att[1] + soft[0]) / 2, y + 0.04, rf"$f_{{{name}}}$", va="bottom")
+        _arrow(ax, soft[1], y, pool[0], y, k, _ROLE["attention"])
+        text((soft[1] + pool[0]) / 2, y + 0.04, rf"$s_{{{name}}}$", va="bottom")
+        text((pool[0] + pool[1]) / 2, y, rf"$s_{{{name}}}\,\mathbf{{h}}_{{{name}}}$")
+    for x in ((d.tile[0] + d.tile[1]) / 2, *(sum(c) / 2 for c in (enc, inst, att, pool))):
+        text(x, d.y_dots, "⋮", size=10)
+
+
+def _draw_bag(d: _Diagram) -> None:
+    """The softmax and the weighted sum: one box each for the whole bag, and the line that
+    brings every ``h_n`` to the weighted sum."""
+    ax, k, (tall_lo, tall_hi), soft, pool = d.ax, d.k, d.tall, d.soft, d.pool
+    _box(ax, *soft[:1], tall_lo, soft[1], tall_hi, "attention")
+    _box(ax, *pool[:1], tall_lo, pool[1], tall_hi, "value")
+    x_mid = sum(soft) / 2
+    ax.add_patch(
+        FancyArrowPatch(
+            (x_mid, d.y_lo - 0.1),
+            (x_mid, d.y_hi + 0.1),
+            arrowstyle="<|-|>",
+            mutation_scale=8 * k,
+            color=_ROLE["attention"],
+            linewidth=1.0,
+        )
+    )
+    y_half = (d.y_hi + d.y_lo) / 2
+    d.text(x_mid + 0.14, y_half, r"${\sum}_n s_n = 1$", rotation=90, color=_ROLE["attention"])
+    # h_1..h_N along the bottom to the weighted sum
+    y_bus, x_in = tall_lo - 0.2, sum(pool) / 2 - 0.25
+    ax.plot([d.tap, d.tap, x_in], [d.ys[0], y_bus, y_bus], color=_ROLE["value"], linewidth=1.0)
+    _arrow(ax, x_in, y_bus, x_in, tall_lo, k, _ROLE["value"])
+    hs = r"$\mathbf{h}_1, \ldots, \mathbf{h}_N$"
+    d.text((d.tap + pool[0]) / 2, y_bus - 0.04, hs, va="top", color=_ROLE["value"])
+
+
+def _draw_classifier(d: _Diagram) -> None:
+    """The bag level: the classifier reads ``z`` only."""
+    ax, k, text, pool, clf = d.ax, d.k, d.text, d.pool, d.clf
+    y_mid = (d.y_hi + d.y_lo) / 2
+    _arrow(ax, pool[1], y_mid, clf[0], y_mid, k)
+    text((pool[1] + clf[0]) / 2, y_mid + 0.04, r"$\mathbf{z}$", va="bottom")
+    _box(ax, clf[0], y_mid - 0.3, clf[1], y_mid + 0.3, "classifier")
+    text(sum(clf) / 2, y_mid, r"$\mathbf{u},\, b$")
+    text(sum(clf) / 2, y_mid + 0.38, "linear\nclassifier", va="bottom", size=8, linespacing=1.1)
+    _arrow(ax, clf[1], y_mid, clf[1] + 0.45, y_mid, k)
+    text(clf[1] + 0.22, y_mid + 0.04, r"$\ell$", va="bottom")
+    text(clf[1] + 0.5, y_mid, r"$\hat{p} = \sigma(\ell)$", ha="left")
+
+
+def _draw_headers(d: _Diagram) -> None:
+    """Headers over the columns, and what each group of them does."""
+    y_head = d.tall[1] + 0.08
+    for x, s in (
+        (sum(d.tile) / 2, "bag of\nN patches"),
+        (sum(d.enc) / 2, "patch encoder\n(frozen, TRIDENT)"),
+        (sum(d.inst) / 2, "instance\nnetwork"),
+        (sum(d.att) / 2, "attention\nnetwork"),
+        (sum(d.soft) / 2, "softmax\nover the bag"),
+        (sum(d.pool) / 2, "weighted\nsum"),
+    ):
+        d.text(x, y_head, s, va="bottom", size=8, linespacing=1.1)
+    y_group = 3.72
+    for x0, x1, s in (
+        (d.enc[0], d.att[1], "each patch on its own, the same weights in every row"),
+        (d.soft[0], d.pool[1], "across the bag"),
+        (d.clf[0], 9.85, r"bag level: sees only $\mathbf{z}$"),
+    ):
+        d.ax.plot(
+            [x0, x0, x1, x1],
+            [y_group - 0.05, y_group, y_group, y_group - 0.05],
+            color=_INK,
+            linewidth=0.8,
+        )
+        d.text((x0 + x1) / 2, y_group + 0.04, s, va="bottom", size=8)
+
+
+def _draw_formulas(d: _Diagram) -> None:
+    """The formulas, under their columns, on two staggered lines."""
+    y_a, y_b = 0.42, 0.14
+    clf = sum(d.clf) / 2 + 0.6
+    for x, y, s in (
+        (sum(d.enc) / 2, y_a, r"$\mathbf{x}_n \in \mathbb{R}^D$"),
+        (
+            sum(d.inst) / 2,
+            y_b,
+            r"$\mathbf{h}_n = \mathrm{ReLU}(\mathbf{W}_0 \mathbf{x}_n"
+            r" + \mathbf{b}_0) \in \mathbb{R}^P$",
+        ),
+        (
+            sum(d.att) / 2 + 0.3,
+            y_a,
+            r"$f_n = \mathbf{w}^\top \tanh(\mathbf{V} \mathbf{h}_n + \mathbf{c})$",
+        ),
+        (sum(d.soft) / 2 + 0.3, y_b, r"$s_n = \exp(f_n) \,/\, {\sum}_j \exp(f_j)$"),
+        (sum(d.pool) / 2 + 0.2, y_a, r"$\mathbf{z} = {\sum}_n s_n \mathbf{h}_n$"),
+        (
+            clf,
+            y_a,
+            r"$\ell = \mathbf{u}^\top \mathbf{z} + b"
+            r" = {\sum}_n s_n\, \mathbf{u}^\top \mathbf{h}_n + b$",
+        ),
+        (clf, y_b, r"patch $n$ adds $s_n\, \mathbf{u}^\top \mathbf{h}_n$ to $\ell$"),
+    ):
+        d.text(x, y, s)
+
+
 def abmil_diagram(ax: Axes | None = None, n_patches: int = 4) -> Axes:
     """Draw attention-based MIL (Ilse et al., 2018) with the symbols of Chapter 4.
 
@@ -73,10 +269,16 @@ def abmil_diagram(ax: Axes | None = None, n_patches: int = 4) -> Axes:
     sum are one tall box each, because they couple all the patches of the bag; the
     embeddings ``h_n`` reach the weighted sum along the line underneath. The classifier
     sees only ``z``; the footer spells out each step, and that the logit splits into
-    per-patch shares ``s_n u^T h_n``. ``n_patches`` rows are drawn (the last one is patch
-    ``N``, after a row of dots), between 2 and 6. Laid out for an axes of 10 x 4 inches
-    (what ``ax=None`` makes: a figure of that size, filled), with 9-point text; on a smaller
-    axes the text shrinks with it. The axes are turned off; returns the Axes.
+    per-patch shares ``s_n u^T h_n``.
+
+    Arguments:
+        ax: The axes to draw on; ``None`` makes a figure of 10 x 4 inches, filled (the
+            layout's size, with 9-point text; on a smaller axes the text shrinks with it).
+        n_patches: Rows drawn, between 2 and 6 (the last one is patch ``N``, after a row of
+            dots).
+
+    Returns:
+        The Axes, turned off.
     """
     if not 2 <= n_patches <= 6:
         raise ValueError(f"n_patches must be between 2 and 6, got {n_patches}")
@@ -87,179 +289,7 @@ def abmil_diagram(ax: Axes | None = None, n_patches: int = 4) -> Axes:
     ax.set_ylim(0, 4)
     ax.set_aspect("equal")
     ax.axis("off")
-
-    names = [str(i + 1) for i in range(n_patches - 1)] + ["N"]
-    slots = n_patches + 1  # one row of dots before patch N
-    y_hi, y_lo = 3.05, 1.25
-    ys_all = np.linspace(y_hi, y_lo, slots)
-    ys = list(ys_all[:-2]) + [ys_all[-1]]  # the rows of patches
-    y_dots = ys_all[-2]
-    half = min(0.14, 0.32 * (ys_all[0] - ys_all[1]))  # half the height of a row box
-    tall_lo, tall_hi = y_lo - 0.2, y_hi + 0.2
-    # sizes in points are for a 10 x 4 inch axes; scale them with the axes actually given
-    fig_w, fig_h = ax.figure.get_size_inches()
-    pos = ax.get_position(original=True)
-    k = min(pos.width * fig_w / 10, pos.height * fig_h / 4)
-
-    def text(x, y, s, size=9, **kw):
-        kw["fontsize"] = size * k
-        kw.setdefault("ha", "center")
-        kw.setdefault("va", "center")
-        ax.text(x, y, s, color=kw.pop("color", _INK), **kw)
-
-    # columns (x from, x to)
-    tile = (0.22, 0.22 + 2 * half + 0.05)
-    enc, inst, att = (1.05, 1.65), (2.25, 2.85), (3.8, 4.4)
-    soft, pool, clf = (5.0, 5.8), (6.4, 7.3), (7.9, 8.7)
-    tap = 3.2  # where h_n leaves for the weighted sum
-
-    rng = np.random.default_rng(0)
-    for name, y in zip(names, ys, strict=True):
-        # a patch: pink tissue with a few purple nuclei
-        side = tile[1] - tile[0]
-        ax.add_patch(
-            Rectangle(
-                (tile[0], y - side / 2),
-                side,
-                side,
-                facecolor="#F2C6DA",
-                edgecolor=_INK,
-                linewidth=0.6,
-            )
-        )
-        for cx, cy in rng.uniform(0.15, 0.85, size=(5, 2)):
-            ax.add_patch(
-                Circle(
-                    (tile[0] + cx * side, y - side / 2 + cy * side),
-                    0.03 * side / 0.3,
-                    facecolor="#6A3D9A",
-                    edgecolor="none",
-                )
-            )
-        _arrow(ax, tile[1] + 0.03, y, enc[0], y, k)
-        for (x0, x1), role in ((enc, "frozen"), (inst, "value"), (att, "attention")):
-            _box(ax, x0, y - half, x1, y + half, role)
-        _arrow(ax, enc[1], y, inst[0], y, k)
-        text((enc[1] + inst[0]) / 2, y + 0.04, rf"$\mathbf{{x}}_{{{name}}}$", va="bottom")
-        _arrow(ax, inst[1], y, att[0], y, k)
-        ax.plot([tap], [y], "o", color=_ROLE["value"], markersize=3.5 * k)
-        text((tap + att[0]) / 2, y + 0.04, rf"$\mathbf{{h}}_{{{name}}}$", va="bottom")
-        _arrow(ax, att[1], y, soft[0], y, k, _ROLE["attention"])
-        text((att[1] + soft[0]) / 2, y + 0.04, rf"$f_{{{name}}}$", va="bottom")
-        _arrow(ax, soft[1], y, pool[0], y, k, _ROLE["attention"])
-        text((soft[1] + pool[0]) / 2, y + 0.04, rf"$s_{{{name}}}$", va="bottom")
-        text((pool[0] + pool[1]) / 2, y, rf"$s_{{{name}}}\,\mathbf{{h}}_{{{name}}}$")
-    for x in ((tile[0] + tile[1]) / 2, *(sum(c) / 2 for c in (enc, inst, att, pool))):
-        text(x, y_dots, "⋮", size=10)
-
-    # the softmax and the weighted sum: one box for the whole bag
-    _box(ax, *soft[:1], tall_lo, soft[1], tall_hi, "attention")
-    _box(ax, *pool[:1], tall_lo, pool[1], tall_hi, "value")
-    x_mid = sum(soft) / 2
-    ax.add_patch(
-        FancyArrowPatch(
-            (x_mid, y_lo - 0.1),
-            (x_mid, y_hi + 0.1),
-            arrowstyle="<|-|>",
-            mutation_scale=8 * k,
-            color=_ROLE["attention"],
-            linewidth=1.0,
-        )
-    )
-    text(
-        x_mid + 0.14,
-        (y_hi + y_lo) / 2,
-        r"${\sum}_n s_n = 1$",
-        rotation=90,
-        color=_ROLE["attention"],
-    )
-    # h_1..h_N along the bottom to the weighted sum
-    y_bus = tall_lo - 0.2
-    ax.plot(
-        [tap, tap, sum(pool) / 2 - 0.25], [ys[0], y_bus, y_bus], color=_ROLE["value"], linewidth=1.0
-    )
-    _arrow(ax, sum(pool) / 2 - 0.25, y_bus, sum(pool) / 2 - 0.25, tall_lo, k, _ROLE["value"])
-    text(
-        (tap + pool[0]) / 2,
-        y_bus - 0.04,
-        r"$\mathbf{h}_1, \ldots, \mathbf{h}_N$",
-        va="top",
-        color=_ROLE["value"],
-    )
-
-    # the bag level: the classifier reads z only
-    y_mid = (y_hi + y_lo) / 2
-    _arrow(ax, pool[1], y_mid, clf[0], y_mid, k)
-    text((pool[1] + clf[0]) / 2, y_mid + 0.04, r"$\mathbf{z}$", va="bottom")
-    _box(ax, clf[0], y_mid - 0.3, clf[1], y_mid + 0.3, "classifier")
-    text(sum(clf) / 2, y_mid, r"$\mathbf{u},\, b$")
-    text(
-        sum(clf) / 2,
-        y_mid + 0.38,
-        "linear\nclassifier",
-        va="bottom",
-        size=8,
-        linespacing=1.1,
-    )
-    _arrow(ax, clf[1], y_mid, clf[1] + 0.45, y_mid, k)
-    text(clf[1] + 0.22, y_mid + 0.04, r"$\ell$", va="bottom")
-    text(clf[1] + 0.5, y_mid, r"$\hat{p} = \sigma(\ell)$", ha="left")
-
-    # headers over the columns, and what each group does
-    y_head = tall_hi + 0.08
-    for x, s in (
-        (sum(tile) / 2, "bag of\nN patches"),
-        (sum(enc) / 2, "patch encoder\n(frozen, TRIDENT)"),
-        (sum(inst) / 2, "instance\nnetwork"),
-        (sum(att) / 2, "attention\nnetwork"),
-        (sum(soft) / 2, "softmax\nover the bag"),
-        (sum(pool) / 2, "weighted\nsum"),
-    ):
-        text(x, y_head, s, va="bottom", size=8, linespacing=1.1)
-    y_group = 3.72
-    for x0, x1, s in (
-        (enc[0], att[1], "each patch on its own, the same weights in every row"),
-        (soft[0], pool[1], "across the bag"),
-        (clf[0], 9.85, r"bag level: sees only $\mathbf{z}$"),
-    ):
-        ax.plot(
-            [x0, x0, x1, x1],
-            [y_group - 0.05, y_group, y_group, y_group - 0.05],
-            color=_INK,
-            linewidth=0.8,
-        )
-        text((x0 + x1) / 2, y_group + 0.04, s, va="bottom", size=8)
-
-    # the formulas, under their columns, on two staggered lines
-    y_a, y_b = 0.42, 0.14
-    for x, y, s in (
-        (sum(enc) / 2, y_a, r"$\mathbf{x}_n \in \mathbb{R}^D$"),
-        (
-            sum(inst) / 2,
-            y_b,
-            r"$\mathbf{h}_n = \mathrm{ReLU}(\mathbf{W}_0 \mathbf{x}_n"
-            r" + \mathbf{b}_0) \in \mathbb{R}^P$",
-        ),
-        (
-            sum(att) / 2 + 0.3,
-            y_a,
-            r"$f_n = \mathbf{w}^\top \tanh(\mathbf{V} \mathbf{h}_n"
-            r" + \mathbf{c})$",
-        ),
-        (sum(soft) / 2 + 0.3, y_b, r"$s_n = \exp(f_n) \,/\, {\sum}_j \exp(f_j)$"),
-        (sum(pool) / 2 + 0.2, y_a, r"$\mathbf{z} = {\sum}_n s_n \mathbf{h}_n$"),
-        (
-            sum(clf) / 2 + 0.6,
-            y_a,
-            r"$\ell = \mathbf{u}^\top \mathbf{z} + b"
-            r" = {\sum}_n s_n\, \mathbf{u}^\top \mathbf{h}_n + b$",
-        ),
-        (
-            sum(clf) / 2 + 0.6,
-            y_b,
-            r"patch $n$ adds $s_n\, \mathbf{u}^\top \mathbf{h}_n$"
-            r" to $\ell$",
-        ),
-    ):
-        text(x, y, s)
+    d = _diagram_layout(ax, n_patches)
+    for draw in (_draw_rows, _draw_bag, _draw_classifier, _draw_headers, _draw_formulas):
+        draw(d)
     return ax

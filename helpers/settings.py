@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported when first needed: `python -m helpers.demo` starts fast
     import torch
 
-from helpers.layout import (  # noqa: F401  (the names readers import from here)
+from helpers.layout import (
     ANNOTATIONS_DIR,
     DEFAULT_PATCH_DIR,
     DEMO_ENCODER,
@@ -39,23 +39,9 @@ from helpers.layout import (  # noqa: F401  (the names readers import from here)
     WSIS_DIR,
     TridentLayout,
     annotation_file,
+    demo_dir,
     mask_file,
 )
-
-
-def _default_demo_dir() -> Path:
-    """``<repo>/data/demo`` in a source checkout, ``~/mil-book-data/demo`` otherwise."""
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").exists():
-        return repo / "data" / "demo"
-    return Path.home() / "mil-book-data" / "demo"
-
-
-def demo_dir() -> Path:
-    """Where the demo cohort lives: ``MIL_BOOK_DEMO_DIR``, else ``<repo>/data/demo`` in a
-    source checkout, else ``~/mil-book-data/demo`` (``python -m helpers.demo`` writes there)."""
-    value = os.environ.get("MIL_BOOK_DEMO_DIR")
-    return Path(value).expanduser() if value else _default_demo_dir()
 
 
 @dataclass(frozen=True)
@@ -130,15 +116,18 @@ class Settings(TridentLayout):
         return path if path.exists() else None
 
 
-def _env_path(var: str, required: bool = True) -> Path | None:
+def _env_path(var: str) -> Path | None:
+    """The path in environment variable ``var``; ``None`` when it is unset or empty."""
     value = os.environ.get(var)
-    if not value:
-        if required:
-            raise OSError(
-                f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py)."
-            )
-        return None
-    return Path(value).expanduser()
+    return Path(value).expanduser() if value else None
+
+
+def _required_path(var: str) -> Path:
+    """The path in environment variable ``var``; ``OSError`` when it is unset or empty."""
+    path = _env_path(var)
+    if path is None:
+        raise OSError(f"MIL_BOOK_DATA=camelyon16 needs {var} to be set (see helpers/settings.py).")
+    return path
 
 
 def load_settings() -> Settings:
@@ -161,13 +150,13 @@ def load_settings() -> Settings:
     if source == "camelyon16":
         return Settings(
             source="camelyon16",
-            wsi_dir=_env_path("MIL_BOOK_WSI_DIR"),
-            mask_dir=_env_path("MIL_BOOK_MASK_DIR", required=False),
-            annotations_dir=_env_path("MIL_BOOK_ANNOTATIONS_DIR", required=False),
-            job_dir=_env_path("MIL_BOOK_JOB_DIR"),
+            wsi_dir=_required_path("MIL_BOOK_WSI_DIR"),
+            mask_dir=_env_path("MIL_BOOK_MASK_DIR"),
+            annotations_dir=_env_path("MIL_BOOK_ANNOTATIONS_DIR"),
+            job_dir=_required_path("MIL_BOOK_JOB_DIR"),
             encoder=os.environ.get("MIL_BOOK_ENCODER", "conch_v15"),
-            train_csv=_env_path("MIL_BOOK_TRAIN_CSV"),
-            test_csv=_env_path("MIL_BOOK_TEST_CSV"),
+            train_csv=_required_path("MIL_BOOK_TRAIN_CSV"),
+            test_csv=_required_path("MIL_BOOK_TEST_CSV"),
             patch_dir=patch_dir,
         )
     raise ValueError(f"MIL_BOOK_DATA must be 'demo' or 'camelyon16', not {source!r}.")
@@ -191,32 +180,6 @@ def check_optional_folders(cfg: Settings) -> None:
                 f"{variable}={folder} {what}: point it at the folder of the {holds}, or unset "
                 "it to run without them."
             )
-
-
-def in_notebook() -> bool:
-    """Whether this code runs in a Jupyter kernel (as ``tqdm.autonotebook`` tells)."""
-    import sys
-
-    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
-    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
-
-
-def progress_bar(iterable=None, **kwargs):
-    """A tqdm progress bar that never shows as an error in a notebook.
-
-    In a terminal: tqdm's bar on stderr. In Jupyter: tqdm's notebook widget when ipywidgets
-    is installed, else no bar at all (tqdm's text bar goes to stderr, which Jupyter and the
-    HTML export show as a red block, like an error). ``kwargs`` are tqdm's.
-    """
-    from tqdm import tqdm
-
-    if in_notebook():
-        try:
-            import ipywidgets  # noqa: F401  (tqdm.notebook needs it)
-            from tqdm.notebook import tqdm
-        except ImportError:
-            kwargs["disable"] = True
-    return tqdm(iterable, **kwargs)
 
 
 def get_device() -> torch.device:

@@ -17,7 +17,7 @@ the way TRIDENT makes CAMELYON16's:
    patch encoder.
 
 The files are read and written by :mod:`helpers.formats` (``read_coords``, ``save_coords``,
-``save_features``, ``save_thumbnail``, importable from here too); their layout and h5
+``save_features``, ``save_thumbnail``) and slides by :mod:`helpers.slide`; their layout and h5
 attributes follow TRIDENT v0.3.0 (``{mag}x_{patch_size}px_{overlap}px_overlap``;
 ``patch_size_level0`` and ``target_magnification`` stored as floats; ``name``, ``savetodir``
 and ``encoder`` on the ``features`` dataset).
@@ -44,38 +44,15 @@ import numpy as np
 import openslide
 import torch
 
-from helpers.formats import (  # noqa: F401  (the TRIDENT files, importable from here)
-    read_coords,
-    save_coords,
-    save_features,
-    save_thumbnail,
+from helpers.progress import progress_bar
+from helpers.slide import (
+    TiffLevelReader,
+    best_level,
+    level0_magnification,
+    read_level,
+    slide_mpp,
+    to_rgb,
 )
-from helpers.settings import progress_bar
-
-
-def objective_power(slide: openslide.OpenSlide) -> int:
-    """Level-0 magnification: the slide's objective power, else 40 when mpp < 0.3 (as TRIDENT)."""
-    power = slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
-    if power:
-        return int(round(float(power)))
-    mpp = slide.properties.get(openslide.PROPERTY_NAME_MPP_X)
-    if mpp is None:
-        raise ValueError("The slide has neither objective power nor mpp; cannot pick a level.")
-    return 40 if float(mpp) < 0.3 else 20
-
-
-def read_level(slide: openslide.OpenSlide, level: int) -> np.ndarray:
-    """A whole pyramid level as RGB uint8 ``(height, width, 3)``; transparent areas white."""
-    w, h = slide.level_dimensions[level]
-    return to_rgb(np.asarray(slide.read_region((0, 0), level, (w, h))))
-
-
-def to_rgb(rgba: np.ndarray) -> np.ndarray:
-    """openslide's RGBA ``(..., 4)`` to RGB ``(..., 3)`` over a white background."""
-    rgb = rgba[..., :3].copy()
-    rgb[rgba[..., 3] == 0] = 255
-    return rgb
-
 
 #: TRIDENT's otsu segmenter: magnification and tile size it segments at.
 SEG_MAGNIFICATION, SEG_TILE = 1.25, 512
@@ -86,60 +63,6 @@ MIN_CONTOUR_AREA = 1000
 #: Inside a tile: specks under this many pixels after the first pass are dropped, holes under
 #: this many pixels after the second are filled (4-connected, at 1.25x).
 MIN_SPECK, MAX_HOLE = 60, 5000
-
-
-def slide_mpp(slide: openslide.OpenSlide) -> float:
-    """Level-0 microns per pixel, looked up as TRIDENT does (rounded to 4 decimals).
-
-    Raises ``ValueError`` when the slide carries none (TRIDENT then needs the mpp given).
-    """
-    props = slide.properties
-    for key in (
-        openslide.PROPERTY_NAME_MPP_X,
-        "openslide.mirax.MPP",
-        "aperio.MPP",
-        "hamamatsu.XResolution",
-        "openslide.comment",
-    ):
-        try:
-            return round(float(props[key]), 4)
-        except (KeyError, ValueError):
-            continue
-    res, unit = props.get("tiff.XResolution"), props.get("tiff.ResolutionUnit", "")
-    per_unit = {"centimeter": 10000.0, "inch": 25400.0}.get(unit.lower())
-    if res and per_unit:
-        return round(per_unit / float(res), 4)
-    raise ValueError("The slide has no mpp (microns per pixel) in its metadata.")
-
-
-def level0_magnification(slide: openslide.OpenSlide) -> int:
-    """Level-0 magnification as TRIDENT infers it: from the mpp when there is one
-    (< 0.16: 80, < 0.2: 60, < 0.3: 40, < 0.6: 20, < 1.2: 10, < 2.4: 5), else the objective
-    power. CAMELYON16's slides (0.243 and 0.226 mpp, no objective power) give 40."""
-    try:
-        mpp = slide_mpp(slide)
-    except ValueError:
-        power = slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
-        if power:
-            return int(float(power))
-        raise ValueError(
-            "The slide has neither mpp nor objective power; cannot infer its magnification."
-        ) from None
-    for bound, mag in ((0.16, 80), (0.2, 60), (0.3, 40), (0.6, 20), (1.2, 10), (2.4, 5)):
-        if mpp < bound:
-            return mag
-    raise ValueError(f"mpp {mpp} is too coarse for a whole-slide image.")
-
-
-def best_level(slide: openslide.OpenSlide, downsample: float, tolerance: float = 0.1) -> int:
-    """TRIDENT's choice of level for a downsample: one within ``tolerance`` of it, else the
-    coarsest level finer than it (the region read there is then resized)."""
-    downsamples = slide.level_downsamples
-    for level, level_downsample in enumerate(downsamples):
-        if abs(level_downsample - downsample) <= tolerance:
-            return level
-    finer = [level for level, d in enumerate(downsamples) if d <= downsample]
-    return finer[-1] if finer else 0
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -334,15 +257,41 @@ def coords_attributes(
     target_magnification: float = 20.0,
     overlap: int = 0,
 ) -> dict:
+    """The attributes TRIDENT v0.3.0 stores on ``coords`` for ``slide`` (see
+    :func:`grid_attributes`, which this calls with the slide's size and magnification)."""
+    return grid_attributes(
+        slide.dimensions,
+        level0_magnification(slide),
+        name,
+        savetodir,
+        patch_size,
+        target_magnification,
+        overlap,
+    )
+
+
+def grid_attributes(
+    size_level0: tuple[int, int],
+    level0_mag: int,
+    name: str,
+    savetodir: str | os.PathLike,
+    patch_size: int = 512,
+    target_magnification: float = 20.0,
+    overlap: int = 0,
+) -> dict:
     """The attributes TRIDENT v0.3.0 stores on ``coords``, with its types.
 
-    ``level0_magnification`` is an int (:func:`level0_magnification`); TRIDENT's ``--mag``
-    is a float, so ``target_magnification`` and ``patch_size_level0`` (computed as
-    ``patch_size * level0_magnification // target_magnification``) are floats, e.g. 1024.0.
+    Arguments:
+        size_level0: the slide's ``(width, height)`` at level 0.
+        level0_mag: its objective power (an int, :func:`level0_magnification`).
+
+    Returns:
+        The attributes. TRIDENT's ``--mag`` is a float, so ``target_magnification`` and
+        ``patch_size_level0`` (computed as ``patch_size * level0_magnification //
+        target_magnification``) are floats, e.g. 1024.0.
     """
-    level0_mag = level0_magnification(slide)
     target = float(target_magnification)
-    width, height = slide.dimensions
+    width, height = size_level0
     return {
         "patch_size": int(patch_size),
         "patch_size_level0": float(int(patch_size) * level0_mag // target),
@@ -371,14 +320,12 @@ def read_patches(
     region is resized (bilinear, as TRIDENT). Beyond the slide's edge a patch is
     ``background``: ``"black"`` as TRIDENT (it drops openslide's alpha channel), or
     ``"white"`` for figures. With the slide's ``path``, patches inside a TIFF page are
-    decoded by tifffile (:class:`helpers.canvas.TiffLevelReader`, the same pixels, several
+    decoded by tifffile (:class:`helpers.slide.TiffLevelReader`, the same pixels, several
     times faster) when a probe read matches openslide's exactly.
 
     Returns:
         uint8 ``(n_patches, patch_size, patch_size, 3)``.
     """
-    from helpers.canvas import TiffLevelReader
-
     if background not in ("black", "white"):
         raise ValueError(f"background must be 'black' or 'white', not {background!r}")
     level = best_level(slide, patch_size_level0 / patch_size)

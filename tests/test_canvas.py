@@ -14,9 +14,10 @@ import pytest
 from torchmil.visualize import draw_heatmap_wsi
 
 from helpers import canvas as C
+from helpers import slide as S
 from helpers.demo import aperio_description, pyramid_levels, write_pyramid
 from helpers.reference import slide_canvas_per_patch
-from helpers.trident import to_rgb
+from helpers.slide import to_rgb
 
 P = 1024
 MAX_MEAN_DIFF = 8.0  # of 255, mean absolute pixel difference with the per-patch canvas
@@ -208,7 +209,7 @@ def test_demo_canvas_matches_the_per_patch_way(demo_dir):
 
 def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
     with openslide.OpenSlide(str(slide_path)) as slide:
-        reader = C.TiffLevelReader.open(slide_path, slide, 3)
+        reader = S.TiffLevelReader.open(slide_path, slide, 3)
         assert reader is not None  # the fast path is taken for a tiled TIFF
         w, h = slide.level_dimensions[3]
         window = reader.read(w - 300, -20, 400, 200)  # crosses the page's top and right edges
@@ -217,13 +218,13 @@ def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
         reader.close()
         np.testing.assert_array_equal(window, ref)
         readers = []
-        real_open = C.TiffLevelReader.open
+        real_open = S.TiffLevelReader.open
 
         def spy(cls, *args):
             readers.append(real_open(*args))
             return readers[-1]
 
-        monkeypatch.setattr(C.TiffLevelReader, "open", classmethod(spy))
+        monkeypatch.setattr(S.TiffLevelReader, "open", classmethod(spy))
         # level 3 (downsample 8): a path has tifffile decode the tiles, an open slide openslide
         fast, *_ = C.slide_canvas(slide_path, coords, P, level=3)
         assert len(readers) == 1 and readers[0] is not None
@@ -241,9 +242,9 @@ def test_tiff_tile_reader_equals_openslide(slide_path, coords, monkeypatch):
 
 def test_tiff_reader_declines_what_it_cannot_read(tmp_path, slide_path):
     with openslide.OpenSlide(str(slide_path)) as slide:
-        assert C.TiffLevelReader.open(tmp_path / "slide.mrxs", slide, 3) is None  # not a TIFF
+        assert S.TiffLevelReader.open(tmp_path / "slide.mrxs", slide, 3) is None  # not a TIFF
         (tmp_path / "broken.tif").write_bytes(b"II*\x00broken")
-        assert C.TiffLevelReader.open(tmp_path / "broken.tif", slide, 3) is None
+        assert S.TiffLevelReader.open(tmp_path / "broken.tif", slide, 3) is None
 
 
 @pytest.fixture(scope="module")
@@ -296,13 +297,13 @@ def test_canvas_and_overlay_on_a_4x_pyramid_without_objective_power(generic_4x_s
 
 def test_only_the_tiles_under_the_patches_are_decoded_each_once(slide_path, coords, monkeypatch):
     seen = []
-    real_close = C._LevelTiles.close
+    real_close = S.LevelTiles.close
 
     def spy_close(self):
         seen.append((list(self.decoded), self.tiff))
         real_close(self)
 
-    monkeypatch.setattr(C._LevelTiles, "close", spy_close)
+    monkeypatch.setattr(S.LevelTiles, "close", spy_close)
     monkeypatch.setattr(C, "_BAND_PIXELS", 64 * 64 * 16)  # a band of one patch row
     sub = coords[::2]
     C.slide_canvas(slide_path, sub, P, cell_size=50, check_tissue=False)

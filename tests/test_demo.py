@@ -18,9 +18,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from helpers import demo, synth
+from helpers.annotations import read_polygons
+from helpers.coverage import tumor_fraction_from_xml
 from helpers.formats import COORDS_ATTRIBUTES
-from helpers.labels import read_polygons, tumor_fraction_from_xml
-from helpers.trident import read_level
+from helpers.layout import DEMO_ENCODER
+from helpers.slide import read_level
 
 REPO = Path(__file__).resolve().parents[1]
 COORD_ATTRS = set(COORDS_ATTRIBUTES)
@@ -99,7 +101,7 @@ def test_h5_files_match_formats(cohort):
             assert np.array_equal(f["coords"][:], xy), "features rows follow the coords rows"
             assert dict(f["coords"].attrs) == attrs
             fa = f["features"].attrs  # as TRIDENT v0.3: on the features dataset
-            assert fa["name"] == name and fa["encoder"] == demo.DEMO_ENCODER
+            assert fa["name"] == name and fa["encoder"] == DEMO_ENCODER
             assert Path(fa["savetodir"]) == paths.features_path(name).parent
         with h5py.File(paths.patch_labels_path(name), "r") as f:
             labels = f["patch_labels"][:]
@@ -138,7 +140,7 @@ def test_micro_metastases_are_needles_in_a_haystack(summary):
     more of their bag than any micro lesion."""
     micro, macro = summary[summary.kind == "micro"], summary[summary.kind == "macro"]
     assert len(micro) >= 4
-    assert micro.n_tumor_patches.between(1, demo.MAX_MICRO_PATCHES).all(), micro
+    assert micro.n_tumor_patches.between(1, demo.paint.MAX_MICRO_PATCHES).all(), micro
     assert (micro.tumor_fraction <= 0.01).all(), micro
     assert macro.tumor_fraction.min() > 5 * micro.tumor_fraction.max()
 

@@ -75,18 +75,6 @@ def _mtimes(root: Path) -> dict[str, int]:
     }
 
 
-def _to_legacy(root: Path, complete: bool = True) -> None:
-    """Make ``root`` look as helpers.demo before the marker left it."""
-    m = _manifest(root)
-    (root / demo.MARKER).unlink()
-    (root / demo.MANIFEST).unlink()
-    old = {k: m[k] for k in ("seed", "version", "sizes")}
-    if complete:
-        (root / demo.MANIFEST).write_text(json.dumps({**old, "encoder": m["encoder"]}))
-    else:
-        (root / demo.LEGACY_IN_PROGRESS).write_text(json.dumps(old))
-
-
 class _Stop(Exception):
     pass
 
@@ -114,7 +102,7 @@ def test_top_level_script_without_main_guard_does_not_hang(built):
 def test_manifest_lists_every_file_with_size_and_hash(cohort):
     m = _manifest(cohort)
     specs = demo.plan_cohort(SEED, SIZES)
-    assert set(m["files"]) == set(demo._expected_files(demo.CohortPaths(cohort), specs))
+    assert set(m["files"]) == set(demo.CohortPaths(cohort).expected_files(specs))
     for rel, rec in m["files"].items():
         assert rec == demo.file_record(cohort / rel) | {"mtime_ns": rec["mtime_ns"]}
         assert demo.check_file(cohort / rel) is None
@@ -152,21 +140,22 @@ def test_a_readers_folder_is_refused_and_left_alone(tmp_path):
 def test_the_marker_is_written_first(tmp_path, monkeypatch):
     out = tmp_path / "new"
     saved = []
-    real_save = demo._save_json
-    monkeypatch.setattr(
-        demo, "_save_json", lambda p, info: (saved.append(p.name), real_save(p, info))
-    )
+    real_save = demo.manifest.save_json
+    for module in (demo.manifest, demo.safety):
+        monkeypatch.setattr(
+            module, "save_json", lambda p, info: (saved.append(p.name), real_save(p, info))
+        )
 
     def check_then_stop(todo, root, *args):
         assert sorted(os.listdir(root)) == sorted([demo.MARKER, demo.MANIFEST])
         raise _Stop
 
-    monkeypatch.setattr(demo, "_build_slides", check_then_stop)
+    monkeypatch.setattr(demo.build, "build_slides", check_then_stop)
     with pytest.raises(_Stop):
         demo.make_cohort(out, seed=SEED, sizes=SIZES, quiet=True)
     assert saved[0] == demo.MARKER
     # the half-made folder is ours: the next run resumes it instead of refusing it
-    assert demo._inspect(out).kind == "ours"
+    assert demo.safety.inspect_folder(out).kind == "ours"
 
 
 def test_force_removes_only_what_the_manifest_lists(cohort, monkeypatch):
@@ -179,7 +168,7 @@ def test_force_removes_only_what_the_manifest_lists(cohort, monkeypatch):
     write_files(cohort, mine)
     (cohort / "models" / "abmil-0123456789ab.pt").write_bytes(b"cached weights")
     (cohort / "models" / ".abmil-0123456789ab.partial-77.pt").write_bytes(b"half")
-    monkeypatch.setattr(demo, "_build_slides", _stop)  # stop right after the clearing
+    monkeypatch.setattr(demo.build, "build_slides", _stop)  # stop right after the clearing
     with pytest.raises(_Stop):
         demo.make_cohort(cohort, seed=SEED + 1, sizes=SIZES, force=True, quiet=True)
     assert not any((cohort / rel).exists() for rel in listed)
@@ -199,7 +188,7 @@ def test_a_complete_cohort_is_checked_without_hashing(cohort, monkeypatch):
     def no_hash(path):
         raise AssertionError(f"hashed {path}")
 
-    monkeypatch.setattr(demo, "file_record", no_hash)
+    monkeypatch.setattr(demo.manifest, "file_record", no_hash)
     assert demo.make_cohort(cohort, seed=SEED, sizes=SIZES, quiet=True) == cohort
 
 
@@ -249,7 +238,7 @@ def test_truncated_files_are_rebuilt_identical(cohort):
 def test_damage_on_read_only_storage_is_named(cohort, monkeypatch):
     feats = cohort / "trident_processed/20x_512px_0px_overlap/features_demo_stats/test_001.h5"
     feats.write_bytes(feats.read_bytes()[:100])
-    monkeypatch.setattr(demo, "_writable", lambda root: False)
+    monkeypatch.setattr(demo.build, "writable", lambda root: False)
     with pytest.raises(demo.CohortError, match="not writable") as err:
         demo.make_cohort(cohort, seed=SEED, sizes=SIZES, quiet=True)
     assert "features_demo_stats/test_001.h5" in str(err.value)
@@ -269,8 +258,9 @@ def test_a_complete_read_only_cohort_is_usable(cohort, monkeypatch):
     def no_write(*args):
         raise AssertionError("wrote to a read-only cohort")
 
-    monkeypatch.setattr(demo, "_save_json", no_write)
-    monkeypatch.setattr(demo, "file_lock", no_write)
+    for module in (demo.manifest, demo.safety):
+        monkeypatch.setattr(module, "save_json", no_write)
+    monkeypatch.setattr(demo.build, "file_lock", no_write)
     monkeypatch.setenv("MIL_BOOK_DEMO_DIR", str(cohort))
     # setup() asks for the book's seed and sizes; this small cohort has its own
     monkeypatch.setattr(
@@ -284,43 +274,18 @@ def test_a_complete_read_only_cohort_is_usable(cohort, monkeypatch):
     assert cfg.job_dir.parent == cohort
     assert {p: p.stat().st_mtime_ns for p in cohort.rglob("*")} == before
     assert training.cache_dir(cfg) == Path.home() / ".cache" / "mil-book" / "models"
-    # an older helpers.demo's complete cohort on read-only storage is used too
-    monkeypatch.undo()
-    _to_legacy(cohort)
-    monkeypatch.setattr(demo, "_writable", lambda root: False)
-    monkeypatch.setattr(demo, "_save_json", no_write)
-    assert demo.make_cohort(cohort, seed=SEED, sizes=SIZES, quiet=True) == cohort
 
 
-def test_a_cohort_of_the_previous_version_is_upgraded_in_place(cohort):
-    """The shared data/demo made before the marker: recognised by its cohort.json, checked,
-    hashed into a manifest, not rebuilt."""
-    before = _mtimes(cohort)
-    _to_legacy(cohort)
-    assert demo._inspect(cohort).kind == "legacy"
-    demo.make_cohort(cohort, seed=SEED, sizes=SIZES, quiet=True)
+def test_a_cohort_without_the_marker_is_refused_and_left_alone(cohort):
+    """A cohort made before the marker (helpers.demo < 3: a cohort.json without ``format``)
+    is not adopted: it is a folder without the marker, refused like a reader's."""
     m = _manifest(cohort)
-    assert m["complete"] is True and m["format"] == demo.FORMAT
-    assert (cohort / demo.MARKER).exists()
-    after = _mtimes(cohort)
-    slides = {
-        k: v for k, v in before.items() if not k.endswith((".csv",)) and "patch_labels" not in k
-    }
-    assert {k: after[k] for k in slides} == slides, "no slide was made again"
-
-
-def test_an_interrupted_build_of_the_previous_version_is_finished(cohort):
-    feats = cohort / "trident_processed/20x_512px_0px_overlap/features_demo_stats/test_001.h5"
-    good = _features(feats)
-    feats.write_bytes(feats.read_bytes()[:200])  # truncated by the old code? rebuilt, not adopted
-    (cohort / "wsis" / ".x.partial-4242.tif").write_bytes(b"junk")
-    keep = _mtimes(cohort)["wsis/tumor_001.tif"]
-    _to_legacy(cohort, complete=False)
-    demo.make_cohort(cohort, seed=SEED, sizes=SIZES, workers=1, quiet=True)
-    assert _features(feats) == good
-    assert _mtimes(cohort)["wsis/tumor_001.tif"] == keep
-    assert not (cohort / demo.LEGACY_IN_PROGRESS).exists()
-    assert not list(cohort.rglob("*.partial-*"))
+    (cohort / demo.MARKER).unlink()
+    (cohort / demo.MANIFEST).write_text(json.dumps({k: m[k] for k in ("seed", "version", "sizes")}))
+    before = _mtimes(cohort)
+    with pytest.raises(demo.CohortError, match="not a demo cohort"):
+        demo.make_cohort(cohort, seed=SEED, sizes=SIZES, quiet=True)
+    assert _mtimes(cohort) == before and not (cohort / demo.MARKER).exists()
 
 
 def test_leftover_partial_files_are_cleaned(cohort):
@@ -399,7 +364,7 @@ def test_ctrl_c_stops_the_build_quickly_and_leaves_a_resumable_state(tmp_path, m
     assert m["complete"] is False and demo.verify_files(out, dict(m["files"])) == {}
     # the next run resumes it: it builds only what is missing
     seen = []
-    monkeypatch.setattr(demo, "_build_slides", lambda todo, *a: (seen.append(todo), _stop()))
+    monkeypatch.setattr(demo.build, "build_slides", lambda todo, *a: (seen.append(todo), _stop()))
     with pytest.raises(_Stop):
         demo.make_cohort(out, seed=1, sizes=SMALL_BUILD, quiet=True)
     done = {rel.split("/")[1][:-4] for rel in m["files"] if rel.startswith("wsis/")}
@@ -480,7 +445,7 @@ def test_a_marker_being_written_by_another_process_is_not_a_foreign_folder(tmp_p
     root = tmp_path / "shared"
     root.mkdir()
     (root / f".{Path(demo.MARKER).stem}.partial-123{Path(demo.MARKER).suffix}").write_text("{")
-    assert demo._inspect(root).kind == "new"
+    assert demo.safety.inspect_folder(root).kind == "new"
     (root / "notes.txt").write_text("reader")
     with pytest.raises(demo.CohortError, match="not a demo cohort"):
-        demo._inspect(root)
+        demo.safety.inspect_folder(root)

@@ -31,7 +31,7 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     root = tmp_path / "demo"
     demo.make_cohort(root, seed=2, sizes=SIZES, workers=1, quiet=True)
     full = _files(root)
-    monkeypatch.setattr(demo, "PACKED", demo.pack_arrays(root, tmp_path / "packed.npz"))
+    monkeypatch.setattr(demo.fast_start, "PACKED", demo.pack_arrays(root, tmp_path / "packed.npz"))
     shutil.rmtree(root)
 
     demo.make_cohort(root, seed=2, sizes=SIZES, lazy=True, quiet=True)
@@ -60,7 +60,7 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         cfg.wsi_path("no_such_slide")
     # nothing is left to make: a full check passes without building
-    monkeypatch.setattr(demo, "_build_slides", lambda *a: pytest.fail("rebuilt"))
+    monkeypatch.setattr(demo.build, "build_slides", lambda *a: pytest.fail("rebuilt"))
     demo.make_cohort(root, seed=2, sizes=SIZES, quiet=True)
 
 
@@ -68,7 +68,7 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
 def test_a_full_build_finishes_a_lazy_cohort(tmp_path, monkeypatch):
     root = tmp_path / "demo"
     demo.make_cohort(root, seed=2, sizes=((0, 0), (1, 0)), workers=1, quiet=True)
-    monkeypatch.setattr(demo, "PACKED", demo.pack_arrays(root, tmp_path / "packed.npz"))
+    monkeypatch.setattr(demo.fast_start, "PACKED", demo.pack_arrays(root, tmp_path / "packed.npz"))
     full = _files(root)
     shutil.rmtree(root)
     demo.make_cohort(root, seed=2, sizes=((0, 0), (1, 0)), lazy=True, quiet=True)

@@ -331,7 +331,7 @@ def test_plot_froc_draws_a_curve_and_the_rates():
 
 
 def test_bag_weighted_constant_bag_scores_zero():
-    # helpers.grid.minmax maps a constant bag to zeros: its point ranks at 0 whatever the
+    # helpers.scores.minmax maps a constant bag to zeros: its point ranks at 0 whatever the
     # bag probability (it used to be ones, i.e. the bag probability itself)
     preds = preds_like(
         [np.array([3.0, 3.0]), np.array([2.0, 0.0])],

@@ -6,11 +6,11 @@ import pytest
 from helpers.grid import (
     check_coords_level0,
     check_grid_xy,
-    choose_level,
     grid_xy,
-    minmax,
     values_on_grid,
 )
+from helpers.scores import minmax
+from helpers.slide import choose_level
 
 
 def test_check_coords_level0_accepts_ints_and_whole_floats():

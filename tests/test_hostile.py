@@ -29,9 +29,10 @@ from helpers import data, demo, fileio, settings, training
 from helpers import labels as L
 from helpers.data import load_dataset, load_splits, patch_labels_hint
 from helpers.evaluation import Predictions, patch_auroc, predict
+from helpers.formats import LabelInputError, write_patch_labels
 from helpers.froc import froc_from_predictions
-from helpers.grid import minmax
 from helpers.models import ABMIL
+from helpers.scores import minmax
 from helpers.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -424,7 +425,7 @@ def test_09_a_full_disk_is_a_clear_error_before_anything_is_written(folder, monk
     out = folder / "out"
     out.mkdir()
     (out / "normal_001.h5").write_bytes(b"")
-    L.write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
+    write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
     before = snapshot(out)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 300_000))
@@ -436,7 +437,7 @@ def test_09_a_full_disk_is_a_clear_error_before_anything_is_written(folder, monk
 
 def test_09_a_write_that_fails_half_way_leaves_nothing(folder, monkeypatch):
     out = folder / "out"
-    L.write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
+    write_patch_labels(out / "normal_001.h5", np.zeros(64, np.int64))
     before = snapshot(out)
     real, written = os.write, []
 
@@ -447,13 +448,13 @@ def test_09_a_write_that_fails_half_way_leaves_nothing(folder, monkeypatch):
         return written[-1]
 
     monkeypatch.setattr(fileio.os, "write", full_after_a_while)
-    with pytest.raises(L.LabelInputError, match="No space left on device.*nothing was written"):
+    with pytest.raises(LabelInputError, match="No space left on device.*nothing was written"):
         L.label_folder(folder / "labels.csv", folder / "patches", out, folder / "masks",
                        progress=False)  # fmt: skip
     assert snapshot(out) == before  # no .partial file, the older labels untouched
     # the h5 files of TRIDENT and of the demo go through the same writer
     with pytest.raises(OSError, match="No space left"):
-        L.write_patch_labels(out / "tumor_001.h5", np.zeros(64, np.int64))
+        write_patch_labels(out / "tumor_001.h5", np.zeros(64, np.int64))
     written.clear()
     with pytest.raises(OSError, match="No space left"):
         from helpers.formats import save_coords
@@ -468,7 +469,7 @@ def test_09_the_demo_fast_start_on_a_full_disk_is_a_clear_error(tmp_path, monkey
     root = tmp_path / "demo"
     with pytest.raises(OSError, match="not enough free space.*free some space"):
         demo.make_cohort(root, lazy=True, quiet=True)
-    assert not demo._partial_files(root)
+    assert not demo.safety.partial_files(root)
     assert not [p for p in root.rglob("*.h5")]  # no h5 file, whole or half
 
 
@@ -541,7 +542,7 @@ def test_02_force_deletes_only_files_the_build_writes(tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise _Stop
 
-    monkeypatch.setattr(demo, "_build_slides", stop)
+    monkeypatch.setattr(demo.build, "build_slides", stop)
     with pytest.warns(UserWarning, match="never writes there"), pytest.raises(_Stop):
         demo.make_cohort(root, seed=5, sizes=SIZES, force=True, quiet=True)
     assert victim.read_text() == "a reader's file" and elsewhere.read_text() == "another"
@@ -555,15 +556,15 @@ def test_10_a_full_disk_during_the_demo_build_is_one_clear_message(tmp_path, mon
             tmp.write_bytes(b"half a slide")
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
-    monkeypatch.setattr(demo, "_build_slides", fill_the_disk)
+    monkeypatch.setattr(demo.build, "build_slides", fill_the_disk)
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Nothing half-written is left" in err
     assert "run the same command again" in err and "Traceback" not in err
-    assert not demo._partial_files(out) and not (out / "wsis" / "x.tif").exists()
+    assert not demo.safety.partial_files(out) and not (out / "wsis" / "x.tif").exists()
     # a worker process's full disk comes back as the same OSError
     answer = {"name": "tumor_001", "error": "...", "oserror": [28, "No space left", "/x"]}
     with pytest.raises(OSError) as err:
-        demo._raise_worker_error(answer)
+        demo.workers.raise_worker_error(answer)
     assert err.value.errno == errno.ENOSPC and err.value.filename == "/x"

@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 
 from helpers import labels as L
-from helpers.coverage import box_fractions
+from helpers.annotations import read_polygons
+from helpers.coverage import box_fractions, tumor_fraction_from_mask, tumor_fraction_from_xml
 from helpers.demo import PATCH_SIZE_LEVEL0, CohortPaths, pyramid_levels, write_pyramid
+from helpers.formats import LabelInputError, read_coords, write_patch_labels
+from helpers.reference import tumor_fraction_per_patch
 
 P = 1024  # patch_size_level0
 TOL = 0.02  # labels must agree wherever the fraction is farther than this from the threshold
@@ -138,7 +141,7 @@ def cohort(tmp_path_factory) -> dict:
 
 def test_mask_fractions_match_level0(cohort):
     coords, ref = cohort["coords"], cohort["ref"]
-    fast = L.tumor_fraction_from_mask(cohort["root"] / "masks" / "tumor_001_mask.tif", coords, P)
+    fast = tumor_fraction_from_mask(cohort["root"] / "masks" / "tumor_001_mask.tif", coords, P)
     assert fast.shape == (len(coords),) and fast.dtype == np.float64
     assert fast.min() >= 0 and fast.max() <= 1
     assert np.abs(fast - ref).max() < TOL
@@ -148,7 +151,7 @@ def test_mask_fractions_match_level0(cohort):
 
 def test_per_patch_reference_is_exact(cohort):
     coords = cohort["coords"][::5]
-    slow = L.tumor_fraction_per_patch(cohort["root"] / "masks" / "tumor_001_mask.tif", coords, P)
+    slow = tumor_fraction_per_patch(cohort["root"] / "masks" / "tumor_001_mask.tif", coords, P)
     np.testing.assert_allclose(slow, cohort["ref"][::5])
 
 
@@ -158,8 +161,8 @@ def test_mask_fractions_on_an_open_slide_and_a_chosen_level(cohort):
 
     path = cohort["root"] / "masks" / "tumor_001_mask.tif"
     with openslide.OpenSlide(str(path)) as slide:
-        at_level0 = L.tumor_fraction_from_mask(slide, cohort["coords"], P, level=0)
-        at_level3 = L.tumor_fraction_from_mask(slide, cohort["coords"], P, level=3)
+        at_level0 = tumor_fraction_from_mask(slide, cohort["coords"], P, level=0)
+        at_level3 = tumor_fraction_from_mask(slide, cohort["coords"], P, level=3)
     np.testing.assert_allclose(at_level0, cohort["ref"])
     assert np.abs(at_level3 - cohort["ref"]).max() < TOL
 
@@ -168,7 +171,7 @@ def test_mask_fractions_on_an_open_slide_and_a_chosen_level(cohort):
 def test_tumor_value_is_a_parameter(cohort):
     path = cohort["root"] / "masks" / "tumor_001_mask.tif"
     coords = cohort["coords"]
-    tissue = L.tumor_fraction_from_mask(path, coords, P, tumor_value=1, level=0)
+    tissue = tumor_fraction_from_mask(path, coords, P, tumor_value=1, level=0)
     expected = [
         np.count_nonzero(cohort["mask0"][y : y + P, x : x + P] == 1) / P**2 for x, y in coords
     ]
@@ -178,7 +181,7 @@ def test_tumor_value_is_a_parameter(cohort):
 def test_xml_fractions_match_level0_raster(cohort):
     coords, ref = cohort["coords"], cohort["ref"]
     xml = cohort["root"] / "annotations" / "tumor_001.xml"
-    fast = L.tumor_fraction_from_xml(xml, coords, P, level0_size=(W0, H0))
+    fast = tumor_fraction_from_xml(xml, coords, P, level0_size=(W0, H0))
     assert fast.shape == (len(coords),)
     assert np.abs(fast - ref).max() < TOL
     assert_labels_match(fast, ref)
@@ -186,14 +189,14 @@ def test_xml_fractions_match_level0_raster(cohort):
 
 def test_xml_exclusion_groups_are_holes(cohort):
     xml = cohort["root"] / "annotations" / "tumor_001.xml"
-    tumor, exclude = L.read_polygons(xml)
+    tumor, exclude = read_polygons(xml)
     assert len(tumor) == 2 and len(exclude) == 1
     # vertices come back in Order, although the file lists them backwards
     np.testing.assert_allclose(tumor[0], cohort["tumor"][0], atol=1e-3)
     hole_patch = np.array([[4000 - 128, 3800 - 128]])  # a 256 px patch inside the _2 polygon
-    assert L.tumor_fraction_from_xml(xml, hole_patch, 256)[0] == 0.0
+    assert tumor_fraction_from_xml(xml, hole_patch, 256)[0] == 0.0
     beside = np.array([[4000 - 128, 3800 - 128 - 1000]])  # 1000 px above: tumor
-    assert L.tumor_fraction_from_xml(xml, beside, 256)[0] == 1.0
+    assert tumor_fraction_from_xml(xml, beside, 256)[0] == 1.0
 
 
 def test_xml_unknown_group_warns_and_is_left_out(tmp_path):
@@ -203,15 +206,15 @@ def test_xml_unknown_group_warns_and_is_left_out(tmp_path):
         [("Tumor", lesion(rng, 3000, 3000, 1500)), ("Other", lesion(rng, 8000, 3000, 1500))],
     )
     with pytest.warns(UserWarning, match="Other"):
-        fr = L.tumor_fraction_from_xml(xml, np.array([[2560, 2560], [7680, 2560]]), P)
+        fr = tumor_fraction_from_xml(xml, np.array([[2560, 2560], [7680, 2560]]), P)
     assert fr[0] > 0.9 and fr[1] == 0.0
 
 
 def test_fractions_of_no_patches_and_bad_coords(cohort):
     path = cohort["root"] / "masks" / "tumor_001_mask.tif"
-    assert L.tumor_fraction_from_mask(path, np.zeros((0, 2), np.int64), P).shape == (0,)
+    assert tumor_fraction_from_mask(path, np.zeros((0, 2), np.int64), P).shape == (0,)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
-        L.tumor_fraction_from_mask(path, np.zeros((5, 3), np.int64), P)
+        tumor_fraction_from_mask(path, np.zeros((5, 3), np.int64), P)
 
 
 def test_summed_area_boxes_in_bands_equal_brute_force():
@@ -251,12 +254,12 @@ def test_relaxed_threshold_halves_until_a_patch_is_positive():
 
 def test_write_patch_labels_is_atomic(tmp_path):
     out = tmp_path / "sub" / "a.h5"
-    L.write_patch_labels(out, np.array([0, 1, 1]), fractions=np.array([0.1, 0.6, 0.9]))
+    write_patch_labels(out, np.array([0, 1, 1]), fractions=np.array([0.1, 0.6, 0.9]))
     with h5py.File(out) as f:
         assert f["patch_labels"].dtype == np.int64
         assert f["patch_labels"][:].tolist() == [0, 1, 1]
     with pytest.raises(ValueError):
-        L.write_patch_labels(out, np.zeros((2, 2)))  # the old file survives a failed write
+        write_patch_labels(out, np.zeros((2, 2)))  # the old file survives a failed write
     with h5py.File(out) as f:
         assert f["patch_labels"][:].tolist() == [0, 1, 1]
     assert sorted(p.name for p in out.parent.iterdir()) == ["a.h5"]
@@ -361,14 +364,14 @@ def bad_case(cohort, tmp_path, csv: str | None = None) -> Path:
 
 
 def expect_error(root: Path, tmp_path: Path, match: str, **kw) -> None:
-    with pytest.raises((L.LabelInputError, FileNotFoundError), match=match):
+    with pytest.raises((LabelInputError, FileNotFoundError), match=match):
         run_folder(root, tmp_path / "labels", **kw)
     assert not (tmp_path / "labels").exists() or not any((tmp_path / "labels").iterdir())
 
 
 def test_error_patch_size_differs_from_the_h5_attributes(cohort, tmp_path):
     root = bad_case(cohort, tmp_path)
-    with pytest.raises(L.LabelInputError, match="patch_size_level0=1024"):
+    with pytest.raises(LabelInputError, match="patch_size_level0=1024"):
         L.label_folder(root / "wsi_labels.csv", root / "patches", tmp_path / "labels",
                        masks_dir=root / "masks", patch_size=512, progress=False)  # fmt: skip
     assert not (tmp_path / "labels").exists()
@@ -386,8 +389,8 @@ def test_error_mask_of_another_size(cohort, tmp_path):
     root = bad_case(cohort, tmp_path)
     write_mask(root / "masks" / "tumor_001_mask.tif", np.zeros((H0 - 64, W0), np.uint8))
     expect_error(root, tmp_path, f"{W0}x{H0 - 64} at level 0 but the slide is {W0}x{H0}")
-    with pytest.raises(L.LabelInputError, match="another slide"):
-        L.tumor_fraction_from_mask(root / "masks" / "tumor_001_mask.tif", cohort["coords"], P,
+    with pytest.raises(LabelInputError, match="another slide"):
+        tumor_fraction_from_mask(root / "masks" / "tumor_001_mask.tif", cohort["coords"], P,
                                    level0_size=(W0, H0))  # fmt: skip
 
 
@@ -395,7 +398,7 @@ def test_error_tumor_slide_without_mask_or_xml(cohort, tmp_path):
     root = bad_case(cohort, tmp_path)
     (root / "masks" / "tumor_001_mask.tif").unlink()
     expect_error(root, tmp_path, "tumor_001: tumor slide with neither", annotations_dir=None)
-    with pytest.raises(L.LabelInputError, match="mask or an XML"):
+    with pytest.raises(LabelInputError, match="mask or an XML"):
         L.label_slide(cohort["coords"], P)
 
 
@@ -440,11 +443,11 @@ def test_demo_labels_match_per_patch_level0_reference(demo_dir):
     assert len(tumor_names) >= 5
     fast_all, xml_all, ref_all = [], [], []
     for name in tumor_names:
-        attrs, coords = L.read_coords(paths.coords_path(name), P)
+        attrs, coords = read_coords(paths.coords_path(name), P)
         size = (int(attrs["level0_width"]), int(attrs["level0_height"]))
         mask = paths.mask(name)
-        fast = L.tumor_fraction_from_mask(mask, coords, P, level0_size=size)
-        xml = L.tumor_fraction_from_xml(paths.xml(name), coords, P, size)
+        fast = tumor_fraction_from_mask(mask, coords, P, level0_size=size)
+        xml = tumor_fraction_from_xml(paths.xml(name), coords, P, size)
         with h5py.File(paths.patch_labels_path(name)) as f:
             stored = f["patch_labels"][:]
         assert len(stored) == len(coords)
@@ -455,7 +458,7 @@ def test_demo_labels_match_per_patch_level0_reference(demo_dir):
         spread = np.linspace(0, len(coords) - 1, 40).round().astype(int)
         keep = np.union1d(np.flatnonzero(near), spread)
         coords, fast, xml, stored = coords[keep], fast[keep], xml[keep], stored[keep]
-        ref = L.tumor_fraction_per_patch(mask, coords, P)
+        ref = tumor_fraction_per_patch(mask, coords, P)
         far = np.abs(ref - 0.5) > TOL
         assert np.array_equal(stored[far], L.labels_from_fractions(ref)[far]), name
         fast_all.append(fast), xml_all.append(xml), ref_all.append(ref)
@@ -473,6 +476,6 @@ def test_overlapping_tumour_polygons_are_a_union(tmp_path):
     square = np.array([[0, 0], [4096, 0], [4096, 4096], [0, 4096]], dtype=float)
     xml = write_xml(tmp_path / "b.xml", [("Tumor", square), ("_0", square + 1024)])
     coords = np.array([[1024, 1024], [2048, 2048], [4096, 4096], [6144, 6144]])
-    fr = L.tumor_fraction_from_xml(xml, coords, 1024, level0_size=(8192, 8192))
+    fr = tumor_fraction_from_xml(xml, coords, 1024, level0_size=(8192, 8192))
     assert fr[0] == pytest.approx(1.0) and fr[1] == pytest.approx(1.0)
     assert fr[2] == pytest.approx(1.0) and fr[3] == 0.0

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from helpers import labels as L
-from helpers.coverage import tumor_fraction_per_patch
 from helpers.demo import aperio_description, pyramid_levels, write_pyramid
+from helpers.formats import LabelInputError, read_labels_csv, write_patch_labels
+from helpers.reference import tumor_fraction_per_patch
 
 P = 64  # patch_size_level0
 SIZE = 512
@@ -105,7 +106,7 @@ def test_the_good_case(folder):
 
 def test_binary_mask_with_the_default_tumor_value_is_an_error(folder, capsys):
     write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(1))
-    with pytest.raises(L.LabelInputError) as err:
+    with pytest.raises(LabelInputError) as err:
         run(folder)
     msg = str(err.value)
     assert "tumor_001" in msg and "no pixel of value 2" in msg
@@ -126,14 +127,14 @@ def test_mask_size_is_checked_against_the_slide_without_size_attributes(folder):
         write_slide(folder / "wsis" / f"{name}.tif", SIZE, SIZE)
     # a mask of another slide, larger: every patch lies on it, so only the slide can tell
     write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(2, (SIZE + 128, SIZE + 64)))
-    with pytest.raises(L.LabelInputError, match="the slide is 512x512.*mask of another slide"):
+    with pytest.raises(LabelInputError, match="the slide is 512x512.*mask of another slide"):
         run(folder, wsi_dir=folder / "wsis")
     # without the slides it cannot be checked: a warning says so and how to check
     with pytest.warns(UserWarning, match="--wsi_dir"):
         run(folder)
     # a smaller mask leaves patches beyond it: an error even without the slides
     write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(2, (SIZE - 128, SIZE)))
-    with pytest.raises(L.LabelInputError, match="lie beyond it"):
+    with pytest.raises(LabelInputError, match="lie beyond it"):
         run(folder)
     # the right mask passes the check against the slide
     write_mask(folder / "masks" / "tumor_001_mask.tif", tumour_mask(2))
@@ -144,7 +145,7 @@ def test_mask_size_is_checked_against_the_slide_without_size_attributes(folder):
 
 @pytest.mark.parametrize(("size", "level"), [(0, 0), (-64, 0), (64, -1)])
 def test_patch_size_must_be_positive(folder, size, level, capsys):
-    with pytest.raises(L.LabelInputError, match="--patch_(size|level) must be"):
+    with pytest.raises(LabelInputError, match="--patch_(size|level) must be"):
         run(folder, patch_size=size, patch_level=level)
     argv = cli(folder, "--patch_level", str(level))
     argv[argv.index("--patch_size") + 1] = str(size)
@@ -154,7 +155,7 @@ def test_patch_size_must_be_positive(folder, size, level, capsys):
 
 def test_save_dir_that_is_a_file(folder, capsys):
     (folder / "out").write_text("not a folder")
-    with pytest.raises(L.LabelInputError, match="is a file, not a folder"):
+    with pytest.raises(LabelInputError, match="is a file, not a folder"):
         run(folder)
     assert L.main(cli(folder)) == 2
     assert "--save_dir" in capsys.readouterr().err
@@ -168,16 +169,16 @@ def test_save_dir_that_is_not_writable(folder, monkeypatch, capsys):
     monkeypatch.setattr(
         os, "access", lambda p, m, **k: False if Path(p) == folder / "out" else real(p, m)
     )
-    with pytest.raises(L.LabelInputError, match="not readable and writable"):
+    with pytest.raises(LabelInputError, match="not readable and writable"):
         run(folder)
     assert L.main(cli(folder)) == 2
     assert "--save_dir" in capsys.readouterr().err
 
 
 def test_a_failed_write_leaves_nothing(folder, monkeypatch):
-    L.write_patch_labels(folder / "out" / "normal_001.h5", np.ones(64, np.int64))  # older labels
+    write_patch_labels(folder / "out" / "normal_001.h5", np.ones(64, np.int64))  # older labels
     older = (folder / "out" / "normal_001.h5").read_bytes()
-    real = L.write_patch_labels_h5
+    real = L.folder.write_patch_labels_h5
     calls = []
 
     def fail_second(path, *args):
@@ -186,8 +187,8 @@ def test_a_failed_write_leaves_nothing(folder, monkeypatch):
             raise OSError(28, "No space left on device")
         real(path, *args)
 
-    monkeypatch.setattr(L, "write_patch_labels_h5", fail_second)
-    with pytest.raises(L.LabelInputError, match="No space left.*nothing was written"):
+    monkeypatch.setattr(L.folder, "write_patch_labels_h5", fail_second)
+    with pytest.raises(LabelInputError, match="No space left.*nothing was written"):
         run(folder)
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["normal_001.h5"]
     assert (folder / "out" / "normal_001.h5").read_bytes() == older
@@ -213,7 +214,7 @@ def test_xml_without_a_tumour_group_is_an_error(folder, group, found):
     (folder / "masks" / "tumor_001_mask.tif").unlink()
     (folder / "xml").mkdir()
     write_xml(folder / "xml" / "tumor_001.xml", group)
-    with pytest.raises(L.LabelInputError, match="no tumor polygon") as err:
+    with pytest.raises(LabelInputError, match="no tumor polygon") as err:
         run(folder, annotations_dir=folder / "xml")
     assert found in str(err.value) and "tumor_001.xml" in str(err.value)
     assert not (folder / "out").exists()
@@ -237,8 +238,8 @@ def test_xml_without_a_tumour_group_is_an_error(folder, group, found):
 def test_labels_csv_is_validated(folder, text, message, capsys):
     csv = folder / "labels.csv"
     csv.write_text(text)
-    with pytest.raises(L.LabelInputError, match=message) as err:
-        L.read_labels_csv(csv)
+    with pytest.raises(LabelInputError, match=message) as err:
+        read_labels_csv(csv)
     assert str(csv) in str(err.value)
     assert L.main(cli(folder)) == 2
     assert str(csv) in capsys.readouterr().err
@@ -250,7 +251,7 @@ def test_read_labels_csv_types():
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "l.csv"
         csv.write_text("wsi_name,wsi_label\n 001 ,1.0\nb,0\n")
-        table = L.read_labels_csv(csv)
+        table = read_labels_csv(csv)
     assert table.wsi_name.tolist() == ["001", "b"]
     assert table.wsi_label.tolist() == [1, 0] and table.wsi_label.dtype.kind == "i"
 
@@ -336,7 +337,7 @@ def test_a_coords_file_without_patch_size_level0_needs_patch_size(mixed, capsys)
 
 
 def test_patch_level_without_patch_size_is_refused(mixed):
-    with pytest.raises(L.LabelInputError, match="--patch_level needs --patch_size"):
+    with pytest.raises(LabelInputError, match="--patch_level needs --patch_size"):
         L.label_folder(
             mixed / "labels.csv", mixed / "patches", mixed / "out", mixed / "masks",
             patch_level=1, progress=False,
@@ -357,7 +358,7 @@ def test_patch_labels_and_coords_round_trip(tmp_path):
     coords_level0 = write_coords(tmp_path / "a_patches.h5")
     attrs, read_back = formats.read_coords(tmp_path / "a_patches.h5", P)  # TRIDENT's order
     assert attrs["patch_size_level0"] == P and np.array_equal(read_back, coords_level0)
-    with pytest.raises(L.LabelInputError, match="no dataset 'patch_labels'"):
+    with pytest.raises(LabelInputError, match="no dataset 'patch_labels'"):
         formats.read_patch_labels(tmp_path / "a_patches.h5")
     with pytest.raises(FileNotFoundError, match="patch labels file not found"):
         formats.read_patch_labels(tmp_path / "missing.h5")

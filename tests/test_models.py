@@ -21,7 +21,7 @@ import helpers.loop as loop
 import helpers.models as models_module
 import helpers.training as training
 from helpers.data import collate, load_dataset, make_loader, read_split
-from helpers.evaluation import Predictions, bag_metrics, minmax, patch_auroc, predict
+from helpers.evaluation import Predictions, bag_metrics, patch_auroc, predict
 from helpers.models import (
     ABMIL,
     AttentionPool,
@@ -31,6 +31,7 @@ from helpers.models import (
     to_torchmil_state_dict,
     torchmil_abmil,
 )
+from helpers.scores import minmax
 from helpers.training import binary_metrics, train_model, train_or_load
 
 D = 6  # feature dimension of the synthetic bags

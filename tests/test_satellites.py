@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import demo, froc, synth
-from helpers.labels import read_polygons
+from helpers.annotations import read_polygons
 
 P0 = demo.PATCH_SIZE_LEVEL0
 
@@ -28,11 +28,11 @@ def test_satellites_cover_one_or_two_patches_and_keep_apart():
     rng = np.random.default_rng(3)
     for _ in range(5):
         depth = _depth((1600, 1600))  # 6.4 mm square: room for every focus
-        polygons = demo._place_satellites(rng, depth)
-        assert demo.SATELLITES[0] <= len(polygons) <= demo.SATELLITES[1]
+        polygons = demo.paint._place_satellites(rng, depth)
+        assert demo.paint.SATELLITES[0] <= len(polygons) <= demo.paint.SATELLITES[1]
         for poly in polygons:
-            n_cells = int((demo._cell_fractions(poly) > 0.55).sum())
-            assert 1 <= n_cells <= demo.MAX_SATELLITE_PATCHES
+            n_cells = int((demo.paint._cell_fractions(poly) > 0.55).sum())
+            assert 1 <= n_cells <= demo.paint.MAX_SATELLITE_PATCHES
         centres = np.array([p.mean(0) for p in polygons])
         gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
         assert (gaps[np.triu_indices(len(centres), 1)] > 2 * P0).all()
@@ -41,7 +41,7 @@ def test_satellites_cover_one_or_two_patches_and_keep_apart():
 def test_satellites_fewer_when_there_is_no_room():
     depth = _depth((200, 200))
     depth[:] = 0  # no tissue left: the main lesion took it all
-    assert demo._place_satellites(np.random.default_rng(0), depth) == []
+    assert demo.paint._place_satellites(np.random.default_rng(0), depth) == []
 
 
 def test_low_cellularity_paints_fewer_tumour_cells():

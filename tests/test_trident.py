@@ -13,6 +13,8 @@ import pytest
 import tifffile
 
 from helpers import trident as T
+from helpers.formats import save_coords, save_features
+from helpers.slide import level0_magnification
 
 PINK, GLASS, GREY = (220, 150, 200), (243, 243, 241), (150, 150, 152)
 
@@ -172,13 +174,13 @@ def test_level0_magnification_comes_from_the_mpp_first(tmp_path, mpp, aperio, ex
     img = np.full((512, 512, 3), 240, np.uint8)
     path = write_slide(tmp_path / "m.tif", img, mpp=mpp, aperio_mag=aperio)
     with openslide.OpenSlide(str(path)) as s:
-        assert T.level0_magnification(s) == expected
+        assert level0_magnification(s) == expected
 
 
 def test_level0_magnification_without_mpp_or_power_is_an_error(tmp_path):
     path = write_slide(tmp_path / "bare.tif", np.full((512, 512, 3), 240, np.uint8), mpp=None)
     with openslide.OpenSlide(str(path)) as s, pytest.raises(ValueError, match="neither"):
-        T.level0_magnification(s)
+        level0_magnification(s)
 
 
 def test_patch_grid_is_row_major_and_keeps_cells_crossing_the_border():
@@ -208,9 +210,9 @@ def test_files_put_attributes_where_trident_does(tmp_path, slide_path):
     coords = np.array([[0, 0], [1024, 0], [0, 1024]], np.int64)
     with openslide.OpenSlide(str(path)) as s:
         attrs = T.coords_attributes(s, "s", tmp_path)
-    T.save_coords(tmp_path / "s_patches.h5", coords, attrs)
+    save_coords(tmp_path / "s_patches.h5", coords, attrs)
     feats = np.ones((3, 8), np.float16)
-    T.save_features(tmp_path / "f" / "s.h5", feats, coords, attrs, "uni_v1")
+    save_features(tmp_path / "f" / "s.h5", feats, coords, attrs, "uni_v1")
     with h5py.File(tmp_path / "s_patches.h5", "r") as f:
         assert dict(f.attrs) == {} and f["coords"].chunks == (1, 2)
         assert f["coords"].attrs["patch_size_level0"].dtype == np.float64

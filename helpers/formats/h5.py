@@ -1,0 +1,75 @@
+"""What every h5 file of the book shares: the error for bad input, reading one dataset, and
+writing a file made in memory (free space checked first; a full disk is a clear ``OSError``,
+never half a file or an h5py crash)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from helpers.fileio import atomic_path, write_bytes
+
+#: Problems listed in an error message before "... and N more".
+MAX_SHOWN = 5
+#: What to do about a damaged TRIDENT file.
+REDO_COORDS = "run TRIDENT's patching (--task coords) again for this slide"
+REDO_FEATURES = "extract this slide's features again (TRIDENT --task feat)"
+
+
+class LabelInputError(ValueError):
+    """Bad input: a missing file, a mismatch, an unreadable file."""
+
+
+def read_dataset(path: Path, key: str, what: str) -> tuple[np.ndarray, dict]:
+    """Dataset ``key`` of an h5 file and its attributes (numpy scalars as Python values);
+    ``FileNotFoundError`` or :class:`LabelInputError` naming ``what`` and the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if key not in f:
+                raise LabelInputError(f"{path} has no dataset '{key}' (keys: {list(f.keys())}).")
+            data = np.asarray(f[key][:])
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f[key].attrs.items()}
+    except OSError as exc:
+        raise LabelInputError(
+            f"cannot read {what} {path}: {exc} (an empty, truncated or non-h5 file)"
+        ) from exc
+    return data, attrs
+
+
+_MEMORY_FILES = itertools.count()
+
+
+def h5_bytes(fill: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of an h5 file made in memory by ``fill(file)``: the same bytes h5py writes
+    to disk, without touching the disk (h5py crashes, not raises, when a disk fills up)."""
+    name = f"mil-book-{os.getpid()}-{next(_MEMORY_FILES)}.h5"
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
+        fill(f)
+        f.flush()
+        return f.id.get_file_image()
+
+
+def save_h5(path: str | os.PathLike, assets: dict, attributes: dict) -> None:
+    """Write datasets as TRIDENT does (one chunk per row, resizable first axis), each with
+    its own attributes and none on the file; atomically."""
+
+    def fill(f: h5py.File) -> None:
+        for key, data in assets.items():
+            dataset = f.create_dataset(
+                key,
+                data=data,
+                chunks=(1,) + data.shape[1:] if len(data) else None,
+                maxshape=(None,) + data.shape[1:],
+            )
+            dataset.attrs.update(attributes.get(key, {}))
+
+    data = h5_bytes(fill)
+    with atomic_path(path) as tmp:
+        write_bytes(tmp, data, what=Path(path).name)
