@@ -242,7 +242,9 @@ def write_viewer(
         "slide_tiles_all": slide_pyr.n_tiles_all,
         "overlay_tiles": overlay.n_tiles,
     }
-    (folder / "viewer.json").write_text(json.dumps({**config, "stats": stats}))
+    # for scripts and tests: every patch with the value its cell is drawn with
+    patches = {"coords_level0": coords_level0.tolist(), "value": minmax(scores).round(6).tolist()}
+    (folder / "viewer.json").write_text(json.dumps({**config, "stats": stats, "patches": patches}))
     return Viewer(folder / "index.html", slide_pyr, overlay, seconds, config)
 
 
@@ -261,7 +263,7 @@ def _kernel_server(root: Path) -> int:
     return servers[root].server_address[1]
 
 
-def _show(viewer: Viewer, height: int) -> str | None:
+def _show(viewer: Viewer, height: int, start_level0=None) -> str | None:
     """Show the page inline; ``None`` when shown, else why it cannot be."""
     from helpers.settings import in_notebook
 
@@ -270,7 +272,7 @@ def _show(viewer: Viewer, height: int) -> str | None:
 
         root = viewer.page.parent.parent
         port = _kernel_server(root)
-        path = f"/{viewer.page.parent.name}/index.html"
+        path = f"/{viewer.page.parent.name}/index.html{_hash(start_level0)}"
         output.serve_kernel_port_as_iframe(port, path=path, height=height)
         return None
     if not in_notebook():
@@ -285,11 +287,20 @@ def _show(viewer: Viewer, height: int) -> str | None:
 
     display(
         HTML(
-            f'<iframe src="{src}" title="{viewer.page.parent.name}" width="100%" '
+            f'<iframe src="{src}{_hash(start_level0)}" title="{viewer.page.parent.name}" '
+            f'width="100%" '
             f'height="{height}" style="border:1px solid #ccc" loading="lazy"></iframe>'
         )
     )
     return None
+
+
+def _hash(start_level0) -> str:
+    """``#x=..&y=..&w=..&h=..``: the page opens at this level-0 region (none: whole slide)."""
+    if start_level0 is None:
+        return ""
+    x, y, w, h = (int(v) for v in start_level0)
+    return f"#x={x}&y={y}&w={w}&h={h}"
 
 
 def _static_figure(slide_path, coords_level0, patch_size_level0, scores, name: str) -> None:
@@ -309,7 +320,9 @@ def _static_figure(slide_path, coords_level0, patch_size_level0, scores, name: s
     plt.show()
 
 
-def slide_viewer(cfg, name: str, scores, root=None, height: int = 520, **kwargs) -> Viewer | None:
+def slide_viewer(
+    cfg, name: str, scores, root=None, height: int = 520, start_level0=None, **kwargs
+) -> Viewer | None:
     """Write the viewer of slide ``name`` of a TRIDENT folder and show it inline.
 
     Reads the slide (``cfg.wsi_path``), its coords (``cfg.coords_path``), its mpp and, when
@@ -322,6 +335,10 @@ def slide_viewer(cfg, name: str, scores, root=None, height: int = 520, **kwargs)
         scores: ``(N,)`` one score per patch of its coords file, any model's.
         root: Where to write (default ``_viewers/`` in the notebook's folder).
         height: The inline frame's height in pixels.
+        start_level0: ``(x, y, width, height)`` level-0 region to open at (default: the
+            whole slide).
+        start_level0: ``(x, y, width, height)`` level-0 region to open at (default: the
+            whole slide).
         kwargs: Passed to :func:`write_viewer` (``top_k``, ``opacity``, ``score_name``...).
 
     Returns:
@@ -346,7 +363,7 @@ def slide_viewer(cfg, name: str, scores, root=None, height: int = 520, **kwargs)
             root, name, slide_path, coords_level0, ps, scores, mpp, polygons, **kwargs
         )
         print(viewer.summary())
-        why = _show(viewer, height)
+        why = _show(viewer, height, start_level0)
     except (OSError, ValueError, RuntimeError, openslide.OpenSlideError) as error:
         why = f"the viewer could not be written ({type(error).__name__}: {error})"
     if why is None:
