@@ -21,7 +21,8 @@ Public API::
 
     openseadragon_folder() -> Path        (checked against its SHA256SUMS)
     write_viewer(root, name, slide_path, coords_level0, patch_size_level0, scores, ...) -> Viewer
-    slide_viewer(cfg, name, scores, ...) -> Viewer | None
+    write_slide_viewer(cfg, name, scores, root=None, ...) -> Viewer
+    slide_viewer(cfg, name, scores, ...) -> Viewer | None   (written and shown)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "Viewer",
     "openseadragon_folder",
     "write_viewer",
+    "write_slide_viewer",
     "slide_viewer",
 ]
 
@@ -320,29 +322,18 @@ def _static_figure(slide_path, coords_level0, patch_size_level0, scores, name: s
     plt.show()
 
 
-def slide_viewer(
-    cfg, name: str, scores, root=None, height: int = 520, start_level0=None, **kwargs
-) -> Viewer | None:
-    """Write the viewer of slide ``name`` of a TRIDENT folder and show it inline.
+def write_slide_viewer(cfg, name: str, scores, root=None, **kwargs) -> Viewer:
+    """Write the viewer of slide ``name`` of a TRIDENT folder (no display).
 
     Reads the slide (``cfg.wsi_path``), its coords (``cfg.coords_path``), its mpp and, when
-    there is one, its annotation (``cfg.annotation_path``). Where the viewer cannot be
-    written or shown, draws the static thumbnail overlay and prints one line saying why.
+    there is one, its annotation (``cfg.annotation_path``).
 
     Arguments:
         cfg: :class:`helpers.settings.Settings` (the demo or a reader's own folder).
         name: The slide.
         scores: ``(N,)`` one score per patch of its coords file, any model's.
         root: Where to write (default ``_viewers/`` in the notebook's folder).
-        height: The inline frame's height in pixels.
-        start_level0: ``(x, y, width, height)`` level-0 region to open at (default: the
-            whole slide).
-        start_level0: ``(x, y, width, height)`` level-0 region to open at (default: the
-            whole slide).
         kwargs: Passed to :func:`write_viewer` (``top_k``, ``opacity``, ``score_name``...).
-
-    Returns:
-        The :class:`Viewer`, or ``None`` when it fell back to the static figure.
     """
     import openslide
 
@@ -350,18 +341,40 @@ def slide_viewer(
     from helpers.trident import read_coords, slide_mpp
 
     attrs, coords_level0 = read_coords(cfg.coords_path(name))
-    ps = int(attrs["patch_size_level0"])
     slide_path = cfg.wsi_path(name)
-    viewer, why = None, None
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        mpp = slide_mpp(slide)
+    xml = cfg.annotation_path(name)
+    polygons = read_polygons(xml)[0] if xml is not None else []
+    root = Path(root) if root is not None else Path.cwd() / VIEWERS_DIR
+    ps = int(attrs["patch_size_level0"])
+    return write_viewer(root, name, slide_path, coords_level0, ps, scores, mpp, polygons, **kwargs)
+
+
+def slide_viewer(
+    cfg, name: str, scores, root=None, height: int = 520, start_level0=None, **kwargs
+) -> Viewer | None:
+    """Write the viewer of slide ``name`` of a TRIDENT folder and show it inline.
+
+    :func:`write_slide_viewer`, then the page in an inline frame. Where the viewer cannot be
+    written or shown, draws the static thumbnail overlay and prints one line saying why.
+
+    Arguments:
+        cfg, name, scores, root, kwargs: As :func:`write_slide_viewer`'s.
+        height: The inline frame's height in pixels.
+        start_level0: ``(x, y, width, height)`` level-0 region to open at (default: the
+            whole slide).
+
+    Returns:
+        The :class:`Viewer`, or ``None`` when it fell back to the static figure.
+    """
+    import openslide
+
+    from helpers.trident import read_coords
+
+    viewer = None
     try:
-        with openslide.OpenSlide(str(slide_path)) as slide:
-            mpp = slide_mpp(slide)
-        xml = cfg.annotation_path(name)
-        polygons = read_polygons(xml)[0] if xml is not None else []
-        root = Path(root) if root is not None else Path.cwd() / VIEWERS_DIR
-        viewer = write_viewer(
-            root, name, slide_path, coords_level0, ps, scores, mpp, polygons, **kwargs
-        )
+        viewer = write_slide_viewer(cfg, name, scores, root, **kwargs)
         print(viewer.summary())
         why = _show(viewer, height, start_level0)
     except (OSError, ValueError, RuntimeError, openslide.OpenSlideError) as error:
@@ -369,5 +382,6 @@ def slide_viewer(
     if why is None:
         return viewer
     print(f"Static figure instead of the zoomable viewer: {why}.")
-    _static_figure(slide_path, coords_level0, ps, scores, name)
+    attrs, coords_level0 = read_coords(cfg.coords_path(name))
+    _static_figure(cfg.wsi_path(name), coords_level0, int(attrs["patch_size_level0"]), scores, name)
     return None
