@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.deepzoom import (
+    JPEG_QUALITY,
     Pyramid,
     tissue_rects_level0,
     write_slide_pyramid,
@@ -149,7 +150,7 @@ def write_viewer(
     opacity: float = 0.45,
     score_name: str = "attention weight s_n",
     cell_px: int = 16,
-    quality: int = 75,
+    quality: int = JPEG_QUALITY,
 ) -> Viewer:
     """Write the viewer of one slide: pyramids, ``index.html`` and ``viewer.json``.
 
@@ -285,15 +286,13 @@ def _show(viewer: Viewer, height: int, start_level0=None) -> str | None:
         src = ".."
     if src.startswith(".."):
         return f"the viewer's files ({viewer.page.parent}) are not under the notebook's folder"
-    from IPython.display import HTML, display
+    from IPython.display import display
 
-    display(
-        HTML(
-            f'<iframe src="{src}{_hash(start_level0)}" title="{viewer.page.parent.name}" '
-            f'width="100%" '
-            f'height="{height}" style="border:1px solid #ccc" loading="lazy"></iframe>'
-        )
+    frame = (
+        f'<iframe src="{src}{_hash(start_level0)}" title="{viewer.page.parent.name}" '
+        f'width="100%" height="{height}" style="border:1px solid #ccc"></iframe>'
     )
+    display({"text/html": frame}, raw=True)  # (IPython's HTML() warns about an iframe)
     return None
 
 

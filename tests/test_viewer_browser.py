@@ -182,6 +182,7 @@ def test_notebook_html_export_shows_the_viewer(tmp_path, demo_settings):
     )
     outputs = nb.cells[0].outputs
     assert not [o for o in outputs if o.output_type == "error"], outputs
+    assert not [o for o in outputs if o.get("name") == "stderr"], outputs  # no warning shown
     frames = [o for o in outputs if "text/html" in o.get("data", {})]
     assert len(frames) == 1, f"no inline viewer: {outputs}"
     assert f'src="_viewers/{name}/index.html#x=' in frames[0]["data"]["text/html"]
