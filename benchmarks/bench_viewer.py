@@ -6,8 +6,10 @@ trained model. This script picks the same kinds from the cohort without training
 annotated test slide with the fewest tumour patches (a micro-metastasis) and the one with
 the most annotated lesions (the macro with satellites), writes both viewers as the chapter
 does (into a temporary folder, with random scores: the tiles do not depend on them), prints the
-bytes the site gains (both viewers' folders and OpenSeadragon) and the time to write them,
-each against its budget (``benchmarks/budgets.py``: at most 80 MB and 30 s).
+bytes the site gains (both viewers' folders and OpenSeadragon) and the time to write them
+(the wall time, and the CPU time, which the verdict uses: other jobs on a shared machine
+stretch the first, not the second), each against its budget (``benchmarks/budgets.py``: at
+most 80 MB and 30 s).
 
 Usage::
 
@@ -95,19 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "_viewers"
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for name in slides:
             n = len(read_coords(folder.coords_path(name))[1])
             print(write_slide_viewer(folder, name, rng.random(n), root=root).summary())
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         mb = folder_mb(root)
         osd_mb = folder_mb(root / "openseadragon")
     demo = (args.root / "cohort.json").exists()  # the demo cohort's manifest
     print(f"slides: {', '.join(slides)} ({args.root})")
     print(f"OpenSeadragon: {osd_mb:.2f} MB")
+    # On a shared machine the wall time counts the other jobs' turns on the cores; the
+    # process's CPU time does not, and bounds the wall time on an idle machine (the tiles are
+    # written by threads, so with two idle cores the wall time is lower still).
+    print(f"tile-writing wall time: {seconds:.1f} s (load average {os.getloadavg()[0]:.1f})")
     results = [
         ("site size", mb, VIEWER_SITE_MB, "MB"),
-        ("tile-writing time", seconds, VIEWER_SECONDS, "s"),
+        ("tile-writing time (CPU)", cpu_seconds, VIEWER_SECONDS, "s"),
     ]
     verdicts = []
     for what, value, goal, unit in results:
