@@ -251,19 +251,25 @@ def write_viewer(
     return Viewer(folder / "index.html", slide_pyr, overlay, seconds, config)
 
 
+_SERVERS: dict = {}  # root folder -> the kernel's HTTP server for it (Colab)
+
+
 def _kernel_server(root: Path) -> int:
     """A local HTTP server for ``root`` in a thread of the kernel (Colab); its port."""
     import functools
     import http.server
     import threading
 
-    servers = _kernel_server.__dict__.setdefault("servers", {})
-    if root not in servers:
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no request log on the notebook's stderr
+            pass
+
+    if root not in _SERVERS:
+        handler = functools.partial(Quiet, directory=str(root))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers[root] = server
-    return servers[root].server_address[1]
+        _SERVERS[root] = server
+    return _SERVERS[root].server_address[1]
 
 
 def _show(viewer: Viewer, height: int, start_level0=None) -> str | None:

@@ -328,3 +328,36 @@ def test_slide_viewer_outside_a_notebook_falls_back(
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Static figure instead of the zoomable viewer: the viewer could not")
     assert out[1] == "(static figure)"
+
+
+def test_colab_serves_the_viewer_from_the_kernel(viewer, monkeypatch):
+    """On Colab the kernel serves the viewers' folder and Colab frames its port."""
+    import sys
+    import types
+    import urllib.request
+
+    calls = []
+    output = types.SimpleNamespace(serve_kernel_port_as_iframe=lambda *a, **k: calls.append((a, k)))
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    assert V._show(viewer, 400, (10, 20, 30, 40)) is None
+    ((port,), kwargs) = calls[0]
+    assert kwargs == {"path": "/slide/index.html#x=10&y=20&w=30&h=40", "height": 400}
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/slide/index.html") as page:
+        assert b"const CONFIG" in page.read()
+    with urllib.request.urlopen(f"{base}/openseadragon/openseadragon.min.js") as js:
+        assert hashlib.sha256(js.read()).hexdigest() == V.OPENSEADRAGON_MIN_JS_SHA256
+
+
+def test_a_viewer_outside_the_notebooks_folder_is_not_framed(viewer, tmp_path, monkeypatch):
+    """In Jupyter the frame's address is relative to the notebook's folder: a viewer written
+    elsewhere cannot be shown, and the reason says so."""
+    import helpers.settings
+
+    monkeypatch.setattr(helpers.settings, "in_notebook", lambda: True)
+    monkeypatch.chdir(tmp_path)
+    why = V._show(viewer, 400)
+    assert why is not None and "not under the notebook's folder" in why
