@@ -13,13 +13,17 @@ coords file, merged row by row into rectangles (:func:`tissue_rects_level0`). Th
 lists these rectangles as ``<DisplayRect>`` elements, the Deep Zoom way of saying where an
 image has content; OpenSeadragon requests a tile only when it meets one of them
 (``DziTileSource.tileExists``), and :func:`tiles_to_write` applies the same test, so the
-viewer never asks for a tile that is not on disk.
+viewer never asks for a tile that is not on disk. A DisplayRect also names the levels it
+holds: a slide too large for ``max_tiles`` keeps its finest levels only around the evidence
+(:func:`detail_rects`); elsewhere the viewer enlarges the finest level written.
 
 Public API::
 
     tissue_rects_level0(coords_level0, patch_size_level0) -> (R, 4) int64 x, y, w, h
     tiles_to_write(level_dims, tile_size, rects) -> list of (level, col, row)
-    write_slide_pyramid(slide_path, out, rects_level0, tile_size=254, ...) -> Pyramid
+    with_levels(rects, min_level, max_level) -> (R, 6) DisplayRects with their levels
+    detail_rects(level_dims, tile_size, rects_level0, detail_level0, max_tiles) -> (rects, n)
+    write_slide_pyramid(slide_path, out, rects_level0, ..., detail_level0, max_tiles) -> Pyramid
     write_value_pyramid(values, coords_level0, patch_size_level0, level0_size, out, ...)
         -> Pyramid
 """
@@ -44,6 +48,8 @@ __all__ = [
     "Pyramid",
     "tissue_rects_level0",
     "tiles_to_write",
+    "with_levels",
+    "detail_rects",
     "dzi_xml",
     "write_slide_pyramid",
     "write_value_pyramid",
@@ -69,11 +75,13 @@ class Pyramid:
     overlap: int
     fmt: str  # "jpeg" or "png"
     level0_per_px: float  # level-0 pixels per full-size pixel (1 for a slide)
-    rects: np.ndarray  # (R, 4) int64 DisplayRects x, y, w, h in full-size pixels
+    rects: np.ndarray  # (R, 6) int64 DisplayRects x, y, w, h (full-size px), min, max level
     n_tiles: int  # tiles written
     n_tiles_all: int  # tiles of the whole pyramid, tissue or not
     nbytes: int  # bytes written (descriptor and tiles)
     levels: int = field(default=0)
+    #: finest levels written only inside the detail rectangles (0: everywhere there is tissue)
+    detail_levels: int = field(default=0)
 
     @property
     def tiles_dir(self) -> Path:
@@ -90,23 +98,25 @@ class Pyramid:
                 "Overlap": str(self.overlap),
                 "TileSize": str(self.tile_size),
                 "Size": {"Width": str(self.width), "Height": str(self.height)},
-                "DisplayRect": [_display_rect(r, self.levels - 1) for r in self.rects],
+                "DisplayRect": [_display_rect(r) for r in self.rects],
             }
         }
 
 
-def _display_rect(rect: np.ndarray, max_level: int) -> dict:
-    x, y, w, h = (str(int(v)) for v in rect)
-    return {
-        "Rect": {
-            "X": x,
-            "Y": y,
-            "Width": w,
-            "Height": h,
-            "MinLevel": "0",
-            "MaxLevel": str(max_level),
-        }
-    }
+def _display_rect(rect: np.ndarray) -> dict:
+    x, y, w, h, low, high = (str(int(v)) for v in rect)
+    return {"Rect": {"X": x, "Y": y, "Width": w, "Height": h, "MinLevel": low, "MaxLevel": high}}
+
+
+def with_levels(rects, min_level: int, max_level: int) -> np.ndarray:
+    """``(R, 4)`` rectangles as ``(R, 6)`` DisplayRects shown from ``min_level`` to
+    ``max_level``; ``(R, 6)`` ones are returned as they are."""
+    rects = np.asarray(rects, np.int64)
+    if rects.size and rects.shape[1] == 6:
+        return rects
+    rects = rects.reshape(-1, 4)
+    levels = np.broadcast_to([min_level, max_level], (len(rects), 2))
+    return np.concatenate([rects, levels], axis=1).astype(np.int64)
 
 
 def tissue_rects_level0(coords_level0, patch_size_level0: int) -> np.ndarray:
@@ -142,23 +152,27 @@ def tiles_to_write(
 
     The same arithmetic as OpenSeadragon's ``DziTileSource.tileExists`` (v6.1.1): at level
     ``l`` a rectangle scales by ``2 ** (l - max_level)`` and covers the tiles from
-    ``floor(x * s / tile_size)`` to ``ceil((x * s + w * s) / tile_size)`` (exclusive).
+    ``floor(x * s / tile_size)`` to ``ceil((x * s + w * s) / tile_size)`` (exclusive), on
+    the levels from its ``MinLevel`` to its ``MaxLevel``.
 
     Arguments:
         level_dims: ``(width, height)`` of each Deep Zoom level, smallest first.
         tile_size: Tile side without the overlap.
-        rects: ``(R, 4)`` ``(x, y, width, height)`` in full-size pixels.
+        rects: ``(R, 4)`` ``(x, y, width, height)`` in full-size pixels (every level), or
+            ``(R, 6)`` with each rectangle's min and max level.
 
     Returns:
         ``(level, col, row)`` of each tile to write, level by level.
     """
     max_level = len(level_dims) - 1
+    rects = with_levels(rects, 0, max_level)
     tiles = []
     for level, (width, height) in enumerate(level_dims):
         cols, rows = math.ceil(width / tile_size), math.ceil(height / tile_size)
         hit = np.zeros((rows, cols), bool)
         scale = 1 / 2 ** (max_level - level)  # OpenSeadragon's getLevelScale
-        for x, y, w, h in rects.tolist():
+        on_level = (rects[:, 4] <= level) & (level <= rects[:, 5])
+        for x, y, w, h in rects[on_level, :4].tolist():
             x0, y0 = x * scale, y * scale
             x1, y1 = x0 + w * scale, y0 + h * scale
             c0, r0 = math.floor(x0 / tile_size), math.floor(y0 / tile_size)
@@ -169,12 +183,13 @@ def tiles_to_write(
 
 
 def dzi_xml(width: int, height: int, tile_size: int, overlap: int, fmt: str, rects) -> str:
-    """The ``.dzi`` descriptor, with the tissue rectangles as ``<DisplayRect>`` elements."""
+    """The ``.dzi`` descriptor, with the tissue rectangles as ``<DisplayRect>`` elements
+    (``rects`` ``(R, 4)``: on every level; ``(R, 6)``: with their min and max level)."""
     max_level = max(math.ceil(math.log2(max(width, height, 1))), 0)
     display = "".join(
-        f'<DisplayRect MinLevel="0" MaxLevel="{max_level}">'
+        f'<DisplayRect MinLevel="{low}" MaxLevel="{high}">'
         f'<Rect X="{x}" Y="{y}" Width="{w}" Height="{h}"/></DisplayRect>'
-        for x, y, w, h in np.asarray(rects, np.int64).reshape(-1, 4).tolist()
+        for x, y, w, h, low, high in with_levels(rects, 0, max_level).tolist()
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -195,6 +210,7 @@ def _write(
     save_kwargs: dict,
     tile_size: int,
     overlap: int,
+    detail_levels: int = 0,
 ) -> Pyramid:
     """Write the descriptor ``out`` (``<name>.dzi``) and the tiles that meet ``rects``."""
     out = Path(out)
@@ -225,12 +241,43 @@ def _write(
         overlap=overlap,
         fmt=ext,
         level0_per_px=level0_per_px,
-        rects=np.asarray(rects, np.int64).reshape(-1, 4),
+        rects=with_levels(rects, 0, dz.level_count - 1),
         n_tiles=len(todo),
         n_tiles_all=int(sum(c * r for c, r in dz.level_tiles)),
         nbytes=nbytes + out.stat().st_size,
         levels=dz.level_count,
+        detail_levels=detail_levels,
     )
+
+
+def detail_rects(
+    level_dims: list[tuple[int, int]],
+    tile_size: int,
+    rects_level0: np.ndarray,
+    detail_level0: np.ndarray | None,
+    max_tiles: int | None,
+) -> tuple[np.ndarray, int]:
+    """DisplayRects that keep a pyramid within ``max_tiles`` tiles.
+
+    The tissue on every level when that fits; else the tissue up to a coarser level and
+    the finest levels only inside ``detail_level0`` (the evidence: the top patches, the
+    lesions), dropping as few levels from the tissue as it takes.
+
+    Returns:
+        ``(rects (R, 6), detail_levels)``: the rectangles with their levels, and how many
+        of the finest levels are written inside ``detail_level0`` only.
+    """
+    max_level = len(level_dims) - 1
+    detail = np.zeros((0, 4), np.int64) if detail_level0 is None else detail_level0
+    for dropped in range(max_level + 1):
+        rects = np.concatenate([
+            with_levels(rects_level0, 0, max_level - dropped),
+            with_levels(detail, max_level - dropped + 1, max_level) if dropped else
+            np.zeros((0, 6), np.int64),
+        ])  # fmt: skip
+        if max_tiles is None or len(tiles_to_write(level_dims, tile_size, rects)) <= max_tiles:
+            return rects, dropped
+    return rects, max_level
 
 
 def write_slide_pyramid(
@@ -240,6 +287,8 @@ def write_slide_pyramid(
     tile_size: int = TILE_SIZE,
     overlap: int = OVERLAP,
     quality: int = JPEG_QUALITY,
+    detail_level0: np.ndarray | None = None,
+    max_tiles: int | None = None,
 ) -> Pyramid:
     """A slide's Deep Zoom pyramid (JPEG tiles), only the tiles that meet the tissue.
 
@@ -251,6 +300,9 @@ def write_slide_pyramid(
             (:func:`tissue_rects_level0`).
         tile_size, overlap: Deep Zoom tile side and overlap, in pixels.
         quality: JPEG quality of the tiles.
+        detail_level0: ``(D, 4)`` level-0 rectangles always written down to level 0.
+        max_tiles: When the tissue on every level needs more tiles, the finest levels are
+            written inside ``detail_level0`` only (:func:`detail_rects`); None: no limit.
 
     Returns:
         The :class:`Pyramid` written; its full size is the slide's level 0.
@@ -259,17 +311,13 @@ def write_slide_pyramid(
         # limit_bounds=False: the pyramid's full size is level 0 itself, so the Deep Zoom
         # frame and the level-0 frame are one (no offset from a bounds property)
         dz = DeepZoomGenerator(slide, tile_size=tile_size, overlap=overlap, limit_bounds=False)
-        return _write(
-            dz,
-            Path(out),
-            rects_level0,
-            "jpeg",
-            dz.get_tile,
-            1.0,
-            {"quality": quality},
-            tile_size,
-            overlap,
+        rects, dropped = detail_rects(
+            list(dz.level_dimensions), tile_size, rects_level0, detail_level0, max_tiles
         )
+        return _write(
+            dz, Path(out), rects, "jpeg", dz.get_tile, 1.0, {"quality": quality},
+            tile_size, overlap, dropped,
+        )  # fmt: skip
 
 
 def value_image(

@@ -65,6 +65,9 @@ OPENSEADRAGON_MIN_JS_SHA256 = "14d587cd3ee7c4861f1a41077ce642029364a21029956ba63
 OSD_DIR = "openseadragon"
 #: The folder the chapters write their viewers to, under the notebook's (the kernel's) folder.
 VIEWERS_DIR = "_viewers"
+#: At most this many slide tiles a viewer (about 90 MB of 512 px JPEG tiles): a larger
+#: slide keeps level 0 only around the top patches and the annotated lesions.
+MAX_TILES = 3000
 #: How the attention layer is coloured: chapter 6's colour scale (red highest, green lowest).
 CMAP = "RdYlGn_r"
 
@@ -124,8 +127,10 @@ class Viewer:
     def summary(self) -> str:
         s, o = self.slide, self.overlay
         return (
-            f"{self.page.parent.name}: {s.n_tiles} of {s.n_tiles_all} slide tiles hold tissue "
-            f"and are written ({s.n_tiles / s.n_tiles_all:.0%}), {o.n_tiles} attention tiles; "
+            f"{self.page.parent.name}: {s.n_tiles} of {s.n_tiles_all} slide tiles written "
+            f"({s.n_tiles / s.n_tiles_all:.0%}: those with tissue"
+            + ("; level 0 only around the evidence" if s.detail_levels else "")
+            + f"), {o.n_tiles} attention tiles; "
             f"{self.nbytes / 1e6:.1f} MB in {self.seconds:.1f} s"
         )
 
@@ -151,6 +156,7 @@ def write_viewer(
     score_name: str = "attention weight s_n",
     cell_px: int = 16,
     quality: int = JPEG_QUALITY,
+    max_tiles: int | None = MAX_TILES,
 ) -> Viewer:
     """Write the viewer of one slide: pyramids, ``index.html`` and ``viewer.json``.
 
@@ -170,6 +176,8 @@ def write_viewer(
         score_name: What the scores are, for the legend.
         cell_px: Layer pixels per patch side.
         quality: JPEG quality of the slide's tiles.
+        max_tiles: Slide tiles at most (None: no limit); beyond, the finest levels are
+            written only around the top patches and the annotated lesions.
 
     Returns:
         The :class:`Viewer` written, with its sizes and writing time.
@@ -189,21 +197,30 @@ def write_viewer(
     with openslide.OpenSlide(str(slide_path)) as slide:
         level0_size = tuple(int(v) for v in slide.dimensions)
     ps = int(patch_size_level0)
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    views = [[int(x) - 2 * ps, int(y) - 2 * ps, 5 * ps, 5 * ps] for x, y in coords_level0[order]]
+    boxes = [
+        np.r_[np.min(p, 0) - ps, np.ptp(p, 0) + 2 * ps] for p in map(np.asarray, polygons_level0)
+    ]
     slide_pyr = write_slide_pyramid(
-        slide_path, folder / "slide.dzi", tissue_rects_level0(coords_level0, ps), quality=quality
+        slide_path,
+        folder / "slide.dzi",
+        tissue_rects_level0(coords_level0, ps),
+        quality=quality,
+        detail_level0=np.array(views + boxes, np.int64).reshape(-1, 4),
+        max_tiles=max_tiles,
     )
     overlay = write_value_pyramid(
         minmax(scores), coords_level0, ps, level0_size, folder / "attention.dzi", cell_px, CMAP
     )
-    order = np.argsort(-scores, kind="stable")[:top_k]
     top = [
         {
             "patch": int(i),
             "rect_level0": [int(x), int(y), ps, ps],
-            "view_level0": [int(x) - 2 * ps, int(y) - 2 * ps, 5 * ps, 5 * ps],
+            "view_level0": view,
             "label": f"{scores[i]:.3g} at ({int(x)}, {int(y)})",
         }
-        for i, (x, y) in zip(order, coords_level0[order], strict=True)
+        for i, (x, y), view in zip(order, coords_level0[order], views, strict=True)
     ]
     patch_um = ps * mpp
     config = {
@@ -228,6 +245,12 @@ def write_viewer(
             "Blue: the annotated tumour outline; dashed: the most attended patches."
             if len(polygons_level0)
             else "No annotation for this slide; dashed: the most attended patches."
+        )
+        + (
+            f" Full resolution only around them and the lesions (the slide would need more "
+            f"than {max_tiles} tiles); elsewhere 1/{2**slide_pyr.detail_levels} of it."
+            if slide_pyr.detail_levels
+            else ""
         ),
         "top": top,
     }

@@ -268,7 +268,7 @@ def test_viewer_page_is_self_contained(viewer, coords, scores):
         min(saved["patches"]["value"]), 0
     )
     assert viewer.nbytes > viewer.slide.nbytes > 0
-    assert "slide tiles hold tissue" in viewer.summary()
+    assert "slide tiles written" in viewer.summary()
 
 
 class _Cfg:
@@ -361,3 +361,38 @@ def test_a_viewer_outside_the_notebooks_folder_is_not_framed(viewer, tmp_path, m
     monkeypatch.chdir(tmp_path)
     why = V._show(viewer, 400)
     assert why is not None and "not under the notebook's folder" in why
+
+
+def test_a_large_slide_keeps_level0_around_the_evidence_only(tmp_path, slide_path, coords):
+    rects = D.tissue_rects_level0(coords, P)
+    detail = np.array([[2 * P, 2 * P, P, P]])  # one patch: the evidence
+    full = D.write_slide_pyramid(slide_path, tmp_path / "full.dzi", rects)
+    capped = D.write_slide_pyramid(
+        slide_path, tmp_path / "capped.dzi", rects, detail_level0=detail, max_tiles=full.n_tiles - 1
+    )
+    assert full.detail_levels == 0 and capped.detail_levels == 1
+    assert capped.n_tiles < full.n_tiles
+    top = capped.levels - 1
+    written, everywhere = _written(capped), _written(full)
+    # below the finest level: every tissue tile; on it: only the tiles that meet the evidence
+    assert {t for t in written if t[0] < top} == {t for t in everywhere if t[0] < top}
+    finest = {t for t in written if t[0] == top}
+    x0, y0 = detail[0, :2] // TS
+    x1, y1 = (detail[0, :2] + P - 1) // TS
+    assert finest == {(top, c, r) for c in range(x0, x1 + 1) for r in range(y0, y1 + 1)}
+    # the descriptor says so: the tissue up to the level below, the evidence on the finest
+    levels = {
+        (r.get("MinLevel"), r.get("MaxLevel"))
+        for r in ET.parse(capped.dzi).getroot().findall("d:DisplayRects/d:DisplayRect", NS)
+    }
+    assert levels == {("0", str(top - 1)), (str(top), str(top))}
+
+
+def test_the_viewer_notes_where_level0_is_kept(tmp_path, slide_path, coords, scores):
+    full = V.write_viewer(tmp_path, "s", slide_path, coords, P, scores, 0.5, max_tiles=None)
+    cap = full.slide.n_tiles - 1
+    v = V.write_viewer(tmp_path, "s", slide_path, coords, P, scores, 0.5, max_tiles=cap)
+    assert v.slide.detail_levels == 1 and v.slide.n_tiles <= cap
+    assert "Full resolution" not in full.config["outline_note"]
+    assert "Full resolution only around them" in v.config["outline_note"]
+    assert "level 0 only around the evidence" in v.summary()
