@@ -389,9 +389,12 @@ def test_a_large_slide_keeps_level0_around_the_evidence_only(tmp_path, slide_pat
 
 
 def test_the_viewer_notes_where_level0_is_kept(tmp_path, slide_path, coords, scores):
-    full = V.write_viewer(tmp_path, "s", slide_path, coords, P, scores, 0.5, max_tiles=None)
+    kwargs = {"top_k": 1}  # the evidence: one patch and its neighbours
+    full = V.write_viewer(
+        tmp_path, "s", slide_path, coords, P, scores, 0.5, max_tiles=None, **kwargs
+    )
     cap = full.slide.n_tiles - 1
-    v = V.write_viewer(tmp_path, "s", slide_path, coords, P, scores, 0.5, max_tiles=cap)
+    v = V.write_viewer(tmp_path, "s", slide_path, coords, P, scores, 0.5, max_tiles=cap, **kwargs)
     assert v.slide.detail_levels == 1 and v.slide.n_tiles <= cap
     assert "Full resolution" not in full.config["outline_note"]
     assert "Full resolution only around them" in v.config["outline_note"]
