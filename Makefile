@@ -10,6 +10,7 @@
 #   make bench   a short version of every benchmark (benchmarks/bench_all.py): speed-ups and
 #                times against the budgets of benchmarks/budgets.py (about 5 minutes)
 #   make help    every target, one line each
+#   make openseadragon  fetch the slide viewer's OpenSeadragon again (npm) and check its sha256
 #   make lint    ruff check + ruff format --check of the package, tests, benchmarks and
 #                book/_ext, and ruff check of the chapters' code (notebooks/*.ipynb)
 #
@@ -219,7 +220,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
 clean:
-	rm -rf book/_build .pytest_cache .ruff_cache
+	rm -rf book/_build book/_viewers notebooks/_viewers .pytest_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
 # Also the virtual environment, the generated demo cohort and the rehearsal folders.
