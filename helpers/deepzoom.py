@@ -256,12 +256,15 @@ def detail_rects(
     rects_level0: np.ndarray,
     detail_level0: np.ndarray | None,
     max_tiles: int | None,
+    max_dropped: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """DisplayRects that keep a pyramid within ``max_tiles`` tiles.
 
     The tissue on every level when that fits; else the tissue up to a coarser level and
     the finest levels only inside ``detail_level0`` (the evidence: the top patches, the
-    lesions), dropping as few levels from the tissue as it takes.
+    lesions), dropping as few levels from the tissue as it takes, and at most
+    ``max_dropped`` (then the pyramid may hold more than ``max_tiles`` tiles: the evidence
+    alone needs them).
 
     Returns:
         ``(rects (R, 6), detail_levels)``: the rectangles with their levels, and how many
@@ -269,7 +272,8 @@ def detail_rects(
     """
     max_level = len(level_dims) - 1
     detail = np.zeros((0, 4), np.int64) if detail_level0 is None else detail_level0
-    for dropped in range(max_level + 1):
+    most = max_level if max_dropped is None else min(max_dropped, max_level)
+    for dropped in range(most + 1):
         rects = np.concatenate([
             with_levels(rects_level0, 0, max_level - dropped),
             with_levels(detail, max_level - dropped + 1, max_level) if dropped else
@@ -277,7 +281,7 @@ def detail_rects(
         ])  # fmt: skip
         if max_tiles is None or len(tiles_to_write(level_dims, tile_size, rects)) <= max_tiles:
             return rects, dropped
-    return rects, max_level
+    return rects, most
 
 
 def write_slide_pyramid(
@@ -289,6 +293,7 @@ def write_slide_pyramid(
     quality: int = JPEG_QUALITY,
     detail_level0: np.ndarray | None = None,
     max_tiles: int | None = None,
+    max_dropped: int | None = None,
 ) -> Pyramid:
     """A slide's Deep Zoom pyramid (JPEG tiles), only the tiles that meet the tissue.
 
@@ -303,6 +308,7 @@ def write_slide_pyramid(
         detail_level0: ``(D, 4)`` level-0 rectangles always written down to level 0.
         max_tiles: When the tissue on every level needs more tiles, the finest levels are
             written inside ``detail_level0`` only (:func:`detail_rects`); None: no limit.
+        max_dropped: The most levels written inside ``detail_level0`` only.
 
     Returns:
         The :class:`Pyramid` written; its full size is the slide's level 0.
@@ -312,8 +318,9 @@ def write_slide_pyramid(
         # frame and the level-0 frame are one (no offset from a bounds property)
         dz = DeepZoomGenerator(slide, tile_size=tile_size, overlap=overlap, limit_bounds=False)
         rects, dropped = detail_rects(
-            list(dz.level_dimensions), tile_size, rects_level0, detail_level0, max_tiles
-        )
+            list(dz.level_dimensions), tile_size, rects_level0, detail_level0, max_tiles,
+            max_dropped,
+        )  # fmt: skip
         return _write(
             dz, Path(out), rects, "jpeg", dz.get_tile, 1.0, {"quality": quality},
             tile_size, overlap, dropped,

@@ -209,6 +209,8 @@ def write_viewer(
         quality=quality,
         detail_level0=np.array(views + boxes, np.int64).reshape(-1, 4),
         max_tiles=max_tiles,
+        # the tissue stays drawn at the attention layer's resolution or finer
+        max_dropped=max(int(np.log2(ps / cell_px)), 0),
     )
     overlay = write_value_pyramid(
         minmax(scores), coords_level0, ps, level0_size, folder / "attention.dzi", cell_px, CMAP

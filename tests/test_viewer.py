@@ -399,3 +399,15 @@ def test_the_viewer_notes_where_level0_is_kept(tmp_path, slide_path, coords, sco
     assert "Full resolution" not in full.config["outline_note"]
     assert "Full resolution only around them" in v.config["outline_note"]
     assert "level 0 only around the evidence" in v.summary()
+
+
+def test_levels_dropped_from_the_tissue_are_bounded(coords):
+    rects = D.tissue_rects_level0(coords, P)
+    dims = DeepZoomGenerator(
+        openslide.ImageSlide(Image.new("RGB", (W0, H0))), limit_bounds=False
+    ).level_dimensions
+    huge = np.array([[0, 0, W0, H0]])  # evidence everywhere: no cap can be met
+    _, dropped = D.detail_rects(list(dims), TS, rects, huge, max_tiles=1, max_dropped=3)
+    assert dropped == 3
+    fitted, dropped = D.detail_rects(list(dims), TS, rects, None, max_tiles=10**6)
+    assert dropped == 0 and (fitted[:, 4:] == [0, len(dims) - 1]).all()
