@@ -117,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     verdicts = []
     for what, value, goal, unit in results:
-        v = verdict(value, goal, higher_is_better=False)
-        verdicts.append(v if demo else "PASS")
-        note = "" if demo else " (not the demo: for information)"
-        print(f"{what}: {value:.1f} {unit} (budget {goal:.0f} {unit}) {v}{note}")
+        if demo:
+            verdicts.append(verdict(value, goal, higher_is_better=False))
+            print(f"{what}: {value:.1f} {unit} (budget {goal:.0f} {unit}) {verdicts[-1]}")
+        else:  # the budgets are the book's, on the demo
+            print(f"{what}: {value:.1f} {unit} (for information: not the demo cohort)")
     return 1 if failed(verdicts) else 0
 
 
