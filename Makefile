@@ -9,6 +9,7 @@
 #   make perturbed  every chapter under another numeric back end (MKL_CBWR, ATEN_CPU_CAPABILITY)
 #   make bench   a short version of every benchmark (benchmarks/bench_all.py): speed-ups and
 #                times against the budgets of benchmarks/budgets.py (about 5 minutes)
+#   make check   the fast tier: unit tests not marked slow (under a minute, no demo cohort)
 #   make help    every target, one line each
 #   make openseadragon  fetch the slide viewer's OpenSeadragon again (npm) and check its sha256
 #   make lint    ruff check + ruff format --check of the package, tests, benchmarks and
@@ -111,10 +112,12 @@ perturbed: $(STAMP)
 help:
 	@echo "make book        install, make the demo cohort, execute every chapter, build the site"
 	@echo "make test        unit tests, chapters + solutions, rehearsal folders, book, site check"
-	@echo "make unit-tests  the unit tests alone (a few minutes)"
+	@echo "make install     .venv with the package and the book and test tools (also: make venv)"
+	@echo "make check       the fast tier: unit tests not marked slow (under a minute)"
+	@echo "make unit-tests  every unit test, the slow ones too (needs make cohort; minutes)"
 	@echo "make solutions   every chapter with its exercises' solutions appended (demo cohort)"
 	@echo "make nbval       every notebook end-to-end on the rehearsal folders"
-	@echo "make colab       every chapter on a Colab-like runtime (Python 3.13, torch 2.11)"
+	@echo "make colab       every chapter on a Colab-like runtime (Python 3.13, torch 2.11; also: make py313)"
 	@echo "make perturbed   every chapter under another numeric back end"
 	@echo "make cohort      the demo cohort (python -m helpers.demo)"
 	@echo "make rehearsal   the rehearsal folders (tests/rehearsal.py)"
@@ -125,12 +128,16 @@ help:
 	@echo "make openseadragon  fetch the slide viewer's OpenSeadragon again (npm) and check it"
 	@echo "make lint        ruff check and format check"
 	@echo "make format      ruff fix and format"
-	@echo "make clean       the built site and caches; make distclean: also .venv and data"
+	@echo "make clean       the built site and caches"
+	@echo "make distclean   make clean, and also .venv, the demo cohort and the rehearsal folders"
+	@echo "make help        this list"
 
 sync-check: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_notebook_sync.py
 
 UNIT_CMD = $(PY) -m pytest -m "not site and not chapters" tests
+# The fast tier (tests/conftest.py says what is slow): the inner loop of CONTRIBUTING.md
+CHECK_CMD = $(PY) -m pytest -q -p no:cacheprovider -m "not slow and not site and not chapters" tests
 # Every chapter as its notebook, with its exercises' solutions appended (tests/test_solutions.py)
 SOLUTIONS_CMD = $(PY) -m pytest -p no:cacheprovider -m chapters tests/test_solutions.py
 NBVAL_CMD = $(PY) -m pytest -p no:cacheprovider --nbval-lax \
@@ -175,6 +182,10 @@ FORCE:
 
 solutions: $(STAMP) cohort
 	$(call timed,every chapter with its solutions,$(SOLUTIONS_CMD))
+
+.PHONY: check
+check: $(STAMP)
+	$(call timed,fast tier (not slow),$(CHECK_CMD))
 
 unit-tests: $(STAMP)
 	$(call timed,unit tests,$(UNIT_CMD))

@@ -42,6 +42,7 @@ def test_a_copy_of_the_reference_differs_by_exactly_zero():
     assert table.loc["copy"].tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_pairing_narrows_the_interval_and_a_real_gap_excludes_zero():
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1], 20)
@@ -64,6 +65,7 @@ def test_pairing_narrows_the_interval_and_a_real_gap_excludes_zero():
     assert paired_width < unpaired_width, (paired_width, unpaired_width)
 
 
+@pytest.mark.slow
 def test_no_true_difference_usually_covers_zero():
     # Two models that are the same model with different noise: most intervals hold 0.
     covered = 0

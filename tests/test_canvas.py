@@ -64,6 +64,7 @@ def coords(slide_path) -> np.ndarray:
     return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
+@pytest.mark.slow
 def test_canvas_matches_the_per_patch_way(slide_path, coords):
     with openslide.OpenSlide(str(slide_path)) as slide:
         fast, rows, cols = C.slide_canvas(slide, coords, P, cell_size=50)
@@ -102,6 +103,7 @@ def test_cells_without_patch_are_white_and_torchmil_draws_on_the_canvas(slide_pa
     assert heat[r * 20 + 10, c * 20 + 10, 0] > heat[r * 20 + 10, c * 20 + 10, 1]
 
 
+@pytest.mark.slow
 def test_patches_off_the_grid(slide_path, coords):
     shifted = coords[(coords[:, 0] + 300 + P <= W0) & (coords[:, 1] + 200 + P <= H0)] + [300, 200]
     with openslide.OpenSlide(str(slide_path)) as slide:
@@ -273,6 +275,7 @@ def generic_4x_slide(tmp_path_factory, slide_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_canvas_and_overlay_on_a_4x_pyramid_without_objective_power(generic_4x_slide, coords):
     with openslide.OpenSlide(str(generic_4x_slide)) as slide:
         assert slide.properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER) is None

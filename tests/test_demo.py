@@ -276,6 +276,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_input(tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me")
@@ -324,6 +325,7 @@ def test_demo_features_match_a_fresh_run(tmp_path, demo_dir):
             assert np.array_equal(a["coords"][:], b["coords"][:])
 
 
+@pytest.mark.slow
 def test_two_processes_making_the_same_cohort(tmp_path):
     """Two notebooks starting at once on a fresh machine: one builds, the other waits."""
     out = tmp_path / "shared"

@@ -18,6 +18,9 @@ import pytest
 from helpers import demo
 from helpers.settings import load_settings
 
+# builds slides or cohorts of its own (minutes): left out of `make check`
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 # tumor_001 (train, macro) and test_001 (normal): two small sections (a normal training
 # slide would be the cohort's first, large, section: 1,000+ patches, a minute to build)

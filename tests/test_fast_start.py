@@ -26,6 +26,7 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     root = tmp_path / "demo"
     demo.make_cohort(root, seed=2, sizes=SIZES, workers=1, quiet=True)
@@ -63,6 +64,7 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     demo.make_cohort(root, seed=2, sizes=SIZES, quiet=True)
 
 
+@pytest.mark.slow
 def test_a_full_build_finishes_a_lazy_cohort(tmp_path, monkeypatch):
     root = tmp_path / "demo"
     demo.make_cohort(root, seed=2, sizes=((0, 0), (1, 0)), workers=1, quiet=True)
@@ -75,7 +77,7 @@ def test_a_full_build_finishes_a_lazy_cohort(tmp_path, monkeypatch):
     assert json.loads((root / demo.MANIFEST).read_text())["pending"] == []
 
 
-@pytest.mark.skipif(not demo.PACKED.is_file(), reason="no shipped arrays in this install")
+@pytest.mark.slow
 def test_shipped_arrays_are_what_the_pixels_give(tmp_path):
     """The arrays shipped for the fast start equal a fresh computation from a slide's pixels
     (rebuild them with ``python -m helpers.demo --force --pack`` when this fails)."""
@@ -101,7 +103,6 @@ def test_shipped_arrays_are_what_the_pixels_give(tmp_path):
         assert np.array_equal(fractions.astype(np.float32), data[f"{spec.name}/fractions"])
 
 
-@pytest.mark.skipif(not demo.PACKED.is_file(), reason="no shipped arrays in this install")
 def test_setup_on_an_empty_folder_writes_only_the_h5_files(tmp_path, monkeypatch):
     monkeypatch.setenv("MIL_BOOK_DEMO_DIR", str(tmp_path / "demo"))
     cfg = setup(verbose=False)
@@ -109,3 +110,9 @@ def test_setup_on_an_empty_folder_writes_only_the_h5_files(tmp_path, monkeypatch
     assert all(cfg.features_path(n).is_file() and cfg.patch_labels_path(n).is_file() for n in names)
     assert not (tmp_path / "demo" / "wsis").exists()
     assert cfg.train_csv.is_file() and cfg.test_csv.is_file()
+
+
+def test_the_shipped_arrays_are_in_the_package():
+    """A missing helpers/demo_h5.npz is a broken package (a failure, never a skip): the fast
+    start of every chapter reads it."""
+    assert demo.PACKED.is_file(), f"{demo.PACKED} is missing: `python -m helpers.demo --pack`"

@@ -152,6 +152,7 @@ def test_per_patch_reference_is_exact(cohort):
     np.testing.assert_allclose(slow, cohort["ref"][::5])
 
 
+@pytest.mark.slow
 def test_mask_fractions_on_an_open_slide_and_a_chosen_level(cohort):
     import openslide
 
@@ -163,6 +164,7 @@ def test_mask_fractions_on_an_open_slide_and_a_chosen_level(cohort):
     assert np.abs(at_level3 - cohort["ref"]).max() < TOL
 
 
+@pytest.mark.slow
 def test_tumor_value_is_a_parameter(cohort):
     path = cohort["root"] / "masks" / "tumor_001_mask.tif"
     coords = cohort["coords"]

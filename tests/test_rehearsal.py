@@ -1,13 +1,15 @@
 """The rehearsal folder (tests/rehearsal.py) has the shapes of real CAMELYON16 + TRIDENT output.
 
-Both variants are built once per session into a temporary folder (about a minute each on two
-idle cores); every test reads them.
+Both variants are the folders ``make rehearsal`` writes (the Makefile's ``REHEARSAL_DIR`` and
+``REHEARSAL_NOLABELS_DIR``): reused when they are current, built there once otherwise (about a
+minute each on two idle cores). Every test only reads them.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -23,6 +25,7 @@ from PIL import Image
 from helpers.formats import COORDS_ATTRIBUTES
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def _load_rehearsal():
@@ -38,19 +41,30 @@ def _load_rehearsal():
 
 
 R = _load_rehearsal()
+
+
+def makefile_folder(variable: str) -> Path:
+    """The folder the Makefile's ``VARIABLE ?= path`` names (so tests reuse what make built)."""
+    text = (ROOT / "Makefile").read_text()
+    found = re.search(rf"^{variable}\s*\?=\s*(\S+)\s*$", text, re.MULTILINE)
+    if found is None:
+        raise LookupError(f"the Makefile sets no {variable}")
+    return ROOT / found.group(1)
+
+
 TRIDENT = Path("trident_processed") / R.PATCH_DIR
 
 
 @pytest.fixture(scope="session")
-def rehearsal(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("rehearsal") / "with_labels"
+def rehearsal() -> Path:
+    out = makefile_folder("REHEARSAL_DIR")
     R.make_rehearsal(out, patch_labels=True)
     return out
 
 
 @pytest.fixture(scope="session")
-def rehearsal_nolabels(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("rehearsal") / "no_labels"
+def rehearsal_nolabels() -> Path:
+    out = makefile_folder("REHEARSAL_NOLABELS_DIR")
     R.make_rehearsal(out, patch_labels=False)
     return out
 
@@ -305,13 +319,17 @@ def test_a_tumour_slide_has_a_lesion_but_no_positive_patch(rehearsal, slides):
 # variants, determinism, settings, command line
 
 
+def written(root: Path) -> set[Path]:
+    """The generator's files in ``root`` (not the weights that chapters run on the folder
+    cached in ``models/``)."""
+    files = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+    return {p for p in files if p.parts[0] != "models"}
+
+
 def test_the_second_variant_has_no_patch_labels_and_the_same_files(rehearsal, rehearsal_nolabels):
     assert (rehearsal / TRIDENT / "patch_labels").is_dir()
     assert not (rehearsal_nolabels / TRIDENT / "patch_labels").exists()
-    ours = {p.relative_to(rehearsal) for p in rehearsal.rglob("*") if p.is_file()}
-    theirs = {
-        p.relative_to(rehearsal_nolabels) for p in rehearsal_nolabels.rglob("*") if p.is_file()
-    }
+    ours, theirs = written(rehearsal), written(rehearsal_nolabels)
     assert theirs == {p for p in ours if "patch_labels" not in p.parts}
     # built separately, so this also shows that the generator is deterministic
     for rel in sorted(theirs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 import torch
 from cloudpickle import register_pickle_by_value
 
@@ -53,6 +54,7 @@ def _runs(seeds) -> list[Run]:
     ]
 
 
+@pytest.mark.slow
 def test_runs_trained_in_workers_equal_runs_trained_here(tmp_path, monkeypatch):
     cfg = load_settings()
     monkeypatch.setenv("MIL_BOOK_MODELS_DIR", str(tmp_path / "here"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 
 from helpers import demo, froc, synth
 from helpers.labels import read_polygons
@@ -22,6 +23,7 @@ def _depth(shape: tuple[int, int]) -> np.ndarray:
     return cv2.distanceTransform(tissue, cv2.DIST_L2, 5)
 
 
+@pytest.mark.slow
 def test_satellites_cover_one_or_two_patches_and_keep_apart():
     rng = np.random.default_rng(3)
     for _ in range(5):

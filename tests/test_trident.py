@@ -67,6 +67,7 @@ def paint(width: int, height: int) -> tuple[np.ndarray, dict]:
     return np.clip(img + noise, 0, 255).astype(np.uint8), where
 
 
+# (an 8192 x 6144 slide: its users are marked slow)
 @pytest.fixture(scope="module")
 def slide_path(tmp_path_factory) -> tuple[Path, dict]:
     img, where = paint(8192, 6144)
@@ -126,6 +127,7 @@ def test_tissue_in_tile_whitens_grey_and_dark_drops_specks_fills_small_holes():
     assert not m[:90].any()
 
 
+@pytest.mark.slow
 def test_segment_tissue_on_a_slide(slide_path):
     path, where = slide_path
     with openslide.OpenSlide(str(path)) as s:
@@ -189,6 +191,7 @@ def test_patch_grid_is_row_major_and_keeps_cells_crossing_the_border():
     assert coords[0].tolist() == [256, 0]
 
 
+@pytest.mark.slow
 def test_coords_attributes_have_tridents_types(slide_path):
     path, _ = slide_path
     with openslide.OpenSlide(str(path)) as s:
@@ -199,6 +202,7 @@ def test_coords_attributes_have_tridents_types(slide_path):
     assert isinstance(a["patch_size"], int) and isinstance(a["overlap"], int)
 
 
+@pytest.mark.slow
 def test_files_put_attributes_where_trident_does(tmp_path, slide_path):
     path, _ = slide_path
     coords = np.array([[0, 0], [1024, 0], [0, 1024]], np.int64)
@@ -222,6 +226,7 @@ def test_files_put_attributes_where_trident_does(tmp_path, slide_path):
         assert f["coords"].attrs["target_magnification"] == 20.0
 
 
+@pytest.mark.slow
 def test_read_patches_pads_beyond_the_edge_with_black_as_trident(slide_path):
     path, _ = slide_path
     with openslide.OpenSlide(str(path)) as s:
@@ -236,6 +241,7 @@ def test_read_patches_pads_beyond_the_edge_with_black_as_trident(slide_path):
     assert np.array_equal(black[0, :, :256], white[0, :, :256])
 
 
+@pytest.mark.slow
 def test_read_at_magnification_and_whitened_grey_for_figures(slide_path):
     path, where = slide_path
     with openslide.OpenSlide(str(path)) as s:
