@@ -11,6 +11,7 @@
 #                times against the budgets of benchmarks/budgets.py (about 5 minutes)
 #   make check   the fast tier: unit tests not marked slow (under a minute, no demo cohort)
 #   make help    every target, one line each
+#   make openseadragon  fetch the slide viewer's OpenSeadragon again (npm) and check its sha256
 #   make lint    ruff check + ruff format --check of the package, tests, benchmarks and
 #                book/_ext, ruff check of the chapters' code (notebooks/*.ipynb), the import
 #                contract of helpers/ (lint-imports) and its types (basedpyright)
@@ -125,6 +126,7 @@ help:
 	@echo "make sync-check  notebooks/ equal to what book/ generates"
 	@echo "make site-test   the built site in headless Chromium"
 	@echo "make bench       a short version of every benchmark, against its budget (~5 min)"
+	@echo "make openseadragon  fetch the slide viewer's OpenSeadragon again (npm) and check it"
 	@echo "make lint        ruff check and format check"
 	@echo "make format      ruff fix and format"
 	@echo "make clean       the built site and caches"
@@ -153,7 +155,7 @@ REHEARSAL_NOLABELS_ENV = v="$$($(PY) tests/rehearsal.py --out $(REHEARSAL_NOLABE
 	--no-patch-labels)" && eval "$$v"
 NBVAL_REHEARSAL_CMD = $(REHEARSAL_ENV) && $(NBVAL_CMD)
 NBVAL_NOLABELS_CMD = $(REHEARSAL_NOLABELS_ENV) && $(NBVAL_CMD)
-SITE_CMD = $(PY) -m pytest -m site tests/test_site.py
+SITE_CMD = $(PY) -m pytest -m site tests/test_site.py tests/test_viewer_browser.py
 
 # The site is rebuilt (every chapter executed) when a source of it changed since the last
 # successful build: a chapter, the book's configuration, the package, the demo's arrays, the
@@ -162,7 +164,8 @@ SITE_CMD = $(PY) -m pytest -m site tests/test_site.py
 BOOK_STAMP = book/_build/.mil-book-built
 BOOK_SETTINGS = book/_build/.mil-book-settings
 BOOK_SOURCES = $(CHAPTERS) book/workshop.md book/_config.yml book/_toc.yml \
-	$(wildcard book/_ext/*.py helpers/*.py helpers/*.npz data/demo/cohort.json) pyproject.toml
+	$(wildcard book/_ext/*.py helpers/*.py helpers/*.npz helpers/static/*.html data/demo/cohort.json) \
+	pyproject.toml
 
 book: $(STAMP) cohort $(BOOK_STAMP)
 
@@ -234,9 +237,29 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
 clean:
-	rm -rf book/_build .pytest_cache .ruff_cache
+	rm -rf book/_build book/_viewers notebooks/_viewers .pytest_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
 # Also the virtual environment, the generated demo cohort and the rehearsal folders.
 distclean: clean
 	rm -rf $(VENV) data/demo $(REHEARSAL_DIR) $(REHEARSAL_NOLABELS_DIR)
+
+# The slide viewer's OpenSeadragon (helpers/static/openseadragon/, vendored): fetched again
+# from the npm registry (`npm pack`), the tarball checked against the sha256 recorded in
+# helpers/viewer.py, its minified build, images and LICENSE unpacked, SHA256SUMS rewritten;
+# tests/test_viewer.py checks the files against both.
+OSD_VERSION = $(shell sed -n 's/^OPENSEADRAGON_VERSION = "\(.*\)"/\1/p' helpers/viewer.py)
+OSD_SHA256 = $(shell sed -n 's/^OPENSEADRAGON_TARBALL_SHA256 = "\(.*\)"/\1/p' helpers/viewer.py)
+OSD_DIR = helpers/static/openseadragon
+.PHONY: openseadragon
+openseadragon:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent openseadragon@$(OSD_VERSION) >/dev/null) && \
+	echo "$(OSD_SHA256)  $$tmp/openseadragon-$(OSD_VERSION).tgz" | sha256sum -c - && \
+	tar -xzf "$$tmp/openseadragon-$(OSD_VERSION).tgz" -C "$$tmp" && \
+	rm -rf $(OSD_DIR) && mkdir -p $(OSD_DIR) && \
+	cp "$$tmp/package/build/openseadragon/openseadragon.min.js" "$$tmp/package/LICENSE.txt" $(OSD_DIR)/ && \
+	cp -r "$$tmp/package/build/openseadragon/images" $(OSD_DIR)/ && \
+	(cd $(OSD_DIR) && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort \
+		| xargs sha256sum > SHA256SUMS) && \
+	$(PY) -c "from helpers.viewer import openseadragon_folder as f; print('OpenSeadragon', f())"

@@ -45,6 +45,8 @@ def steps(rehearsal: Path) -> dict[str, list[str]]:
         "demo-quality": [*py, str(HERE / "demo_quality.py"), "--seeds", "0", "1", "2"],
         # the book's training loop against torchmil's Trainer, side by side
         "loop": [*py, str(HERE / "bench_loop.py")],
+        # chapter 6's two slide viewers: what they add to the site, and the time to write them
+        "viewer": [*py, str(HERE / "bench_viewer.py")],
         # chapters 4, 5 and 7: their training, cold
         "training": [*py, str(HERE / "bench_training.py")],
     }  # fmt: skip

@@ -49,6 +49,12 @@ SCALE_STEP_SECONDS = 5.0
 #: Peak resident memory of the whole run, in MB.
 SCALE_PEAK_MB = 1536.0
 
+# ---- the slide viewer (bench_viewer.py; issue 21)
+#: What chapter 6's two viewers (pyramids, attention layers, OpenSeadragon) add to the site.
+VIEWER_SITE_MB = 80.0
+#: Seconds to write them, added to `make book`.
+VIEWER_SECONDS = 30.0
+
 
 def verdict(value: float, goal: float, higher_is_better: bool = True) -> str:
     """``PASS`` when ``value`` meets ``goal``, ``MISS (within noise)`` when it misses it by at
