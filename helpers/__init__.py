@@ -14,6 +14,8 @@ Running the book (top)
                   ``binary_metrics``, ``EvalTrainer``, ``ABMIL_SETTINGS``, ``TRAIN_SETTINGS``,
                   the weight cache (``cache_dir``, ``cache_path``, ``cache_problem``)
     loop          ``fit``, ``one_pass``, ``BatchCache``, ``PassRecord``: the training loop
+    viewer        ``slide_viewer``, ``write_slide_viewer``, ``write_viewer``, ``Viewer``: the
+                  deep-zoom slide viewer with the attention layer (OpenSeadragon, static/)
     evaluation    ``predict``, ``Predictions``, ``bag_metrics``, ``patch_auroc``,
                   ``slide_patch_auroc``, ``require_patch_labels``
     data          ``load_splits``, ``load_dataset``, ``make_loader``, ``collate``,
@@ -40,6 +42,8 @@ Processing slides (TRIDENT's steps, labels, pictures)
                   ``tumor_fraction_per_patch``
     annotations   ASAP XML: ``read_polygons``, ``write_asap_xml``, ``asap_xml``,
                   ``rasterise``, ``fill_polygons``, ``outline``, ``TUMOR_GROUPS``
+    deepzoom      Deep Zoom pyramids of tissue tiles only: ``write_slide_pyramid``,
+                  ``write_value_pyramid``, ``tissue_rects_level0``, ``Pyramid``
     slide         reading a slide: ``open_slide``, ``read_thumbnail``, ``read_level``,
                   ``to_rgb``, ``choose_level``, ``best_level``, ``slide_mpp``,
                   ``level0_magnification``, ``TiffLevelReader``, ``LevelTiles``

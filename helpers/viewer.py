@@ -45,7 +45,8 @@ from helpers.deepzoom import (
     write_slide_pyramid,
     write_value_pyramid,
 )
-from helpers.grid import check_coords_level0, minmax
+from helpers.grid import check_coords_level0
+from helpers.scores import minmax
 
 __all__ = [
     "OPENSEADRAGON_VERSION",
@@ -142,6 +143,112 @@ def _gradient(cmap: str, stops: int = 11) -> str:
     return ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in colours * 255)
 
 
+def _empty_folder(root: Path, name: str) -> Path:
+    """``root/name``, emptied (the viewer is rewritten whole), with OpenSeadragon beside it."""
+    folder = root / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    _copy_openseadragon(root)
+    return folder
+
+
+def _write_pyramids(
+    folder, slide_path, coords_level0, ps, scores, top, polygons_level0, cell_px, quality, max_tiles
+) -> tuple[Pyramid, Pyramid, tuple[int, int]]:
+    """The slide's pyramid (tissue tiles; level 0 kept around the ``top`` patches and the
+    lesions when over ``max_tiles``) and the attention layer's, in ``folder``; and the slide's
+    level-0 size."""
+    import openslide
+
+    with openslide.OpenSlide(str(slide_path)) as slide:
+        width_level0, height_level0 = slide.dimensions
+        level0_size = (int(width_level0), int(height_level0))
+    boxes = [
+        np.r_[np.min(p, 0) - ps, np.ptp(p, 0) + 2 * ps] for p in map(np.asarray, polygons_level0)
+    ]
+    slide_pyr = write_slide_pyramid(
+        slide_path,
+        folder / "slide.dzi",
+        tissue_rects_level0(coords_level0, ps),
+        quality=quality,
+        detail_level0=np.array([t["view_level0"] for t in top] + boxes, np.int64).reshape(-1, 4),
+        max_tiles=max_tiles,
+        # the tissue stays drawn at the attention layer's resolution or finer
+        max_dropped=max(int(np.log2(ps / cell_px)), 0),
+    )
+    overlay = write_value_pyramid(
+        minmax(scores), coords_level0, ps, level0_size, folder / "attention.dzi", cell_px, CMAP
+    )
+    return slide_pyr, overlay, level0_size
+
+
+def _write_json(path: Path, config, slide_pyr, overlay, seconds, coords_level0, scores) -> None:
+    """``viewer.json``, for scripts and tests: the page's config, the writing's stats and every
+    patch with the value its cell is drawn with."""
+    stats = {"seconds": seconds, "slide_tiles": slide_pyr.n_tiles}
+    stats |= {"slide_tiles_all": slide_pyr.n_tiles_all, "overlay_tiles": overlay.n_tiles}
+    patches = {"coords_level0": coords_level0.tolist(), "value": minmax(scores).round(6).tolist()}
+    path.write_text(json.dumps({**config, "stats": stats, "patches": patches}))
+
+
+def _top_patches(scores: np.ndarray, coords_level0: np.ndarray, ps: int, top_k: int) -> list:
+    """The ``top_k`` highest-scoring patches: their rectangle, a view around them (five
+    patches wide) and a label, all in level-0 pixels."""
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [
+        {
+            "patch": int(i),
+            "rect_level0": [int(x), int(y), ps, ps],
+            "view_level0": [int(x) - 2 * ps, int(y) - 2 * ps, 5 * ps, 5 * ps],
+            "label": f"{scores[i]:.3g} at ({int(x)}, {int(y)})",
+        }
+        for i, (x, y) in zip(order, coords_level0[order], strict=True)
+    ]
+
+
+def _overlay_config(
+    overlay: Pyramid, opacity: float, score_name: str, patch_um: float, ps: int
+) -> dict:
+    """What the page needs to draw the attention layer, and its legend's note."""
+    return {
+        "source": overlay.image_json("attention_files/"),
+        "level0_per_px": overlay.level0_per_px,
+        "width_level0": overlay.width * overlay.level0_per_px,
+        "opacity": opacity,
+        "note": (
+            f"{score_name}, min-max scaled within this slide (0 its lowest, 1 its "
+            f"highest score), one cell per patch ({ps} level-0 px, {patch_um:.0f} µm); "
+            "read it with the slide's probability."
+        ),
+    }
+
+
+def _outline_note(annotated: bool, slide_pyr: Pyramid, max_tiles: int | None) -> str:
+    """The line under the viewer: what the outlines are and where level 0 was kept."""
+    note = (
+        "Blue: the annotated tumour outline; dashed: the most attended patches."
+        if annotated
+        else "No annotation for this slide; dashed: the most attended patches."
+    )
+    if slide_pyr.detail_levels:
+        note += (
+            f" Full resolution only around them and the lesions (the slide would need more "
+            f"than {max_tiles} tiles); elsewhere 1/{2**slide_pyr.detail_levels} of it."
+        )
+    return note
+
+
+def _write_page(folder: Path, title: str, config: dict) -> None:
+    """``folder/index.html``: the page template with the title, colour scale and config."""
+    page = (STATIC / "viewer.html").read_text()
+    page = (
+        page.replace("__TITLE__", title)
+        .replace("__GRADIENT__", _gradient(CMAP))
+        .replace("__CONFIG__", json.dumps(config))
+    )
+    (folder / "index.html").write_text(page, encoding="utf-8")
+
+
 def write_viewer(
     root,
     name: str,
@@ -161,14 +268,13 @@ def write_viewer(
     """Write the viewer of one slide: pyramids, ``index.html`` and ``viewer.json``.
 
     Arguments:
-        root: The viewers' folder; the slide's goes to ``root/name`` (replaced), OpenSeadragon
-            to ``root/openseadragon``.
-        name: The slide's name (the folder's and the page's title).
+        root: The viewers' folder: the slide's is ``root/name`` (replaced), OpenSeadragon's
+            ``root/openseadragon``.
+        name: The slide's name (its folder's and page's title).
         slide_path: The slide file (any format openslide opens).
         coords_level0: ``(N, 2)`` int level-0 corners of its patches (TRIDENT's coords).
         patch_size_level0: Patch side in level-0 pixels.
-        scores: ``(N,)`` one score per patch (any model's); drawn min-max scaled within the
-            slide, so 0 is the slide's lowest score and 1 its highest.
+        scores: ``(N,)`` one score per patch (any model's), drawn min-max scaled per slide.
         mpp: Level-0 microns per pixel (the scale bar).
         polygons_level0: Annotation polygons, each ``(K, 2)`` level-0 ``(x, y)`` vertices.
         top_k: How many of the highest-scoring patches to list and outline.
@@ -176,103 +282,31 @@ def write_viewer(
         score_name: What the scores are, for the legend.
         cell_px: Layer pixels per patch side.
         quality: JPEG quality of the slide's tiles.
-        max_tiles: Slide tiles at most (None: no limit); beyond, the finest levels are
-            written only around the top patches and the annotated lesions.
+        max_tiles: Slide tiles at most (None: no limit); beyond, level 0 only around the
+            top patches and the lesions.
 
     Returns:
-        The :class:`Viewer` written, with its sizes and writing time.
-    """
-    import openslide
-
+        The :class:`Viewer` written, with its sizes and writing time."""
     start = time.perf_counter()
     coords_level0 = check_coords_level0(coords_level0, patch_size_level0)
     scores = np.asarray(scores, np.float64).reshape(-1)
     if len(scores) != len(coords_level0):
         raise ValueError(f"{len(scores)} scores for {len(coords_level0)} patches.")
-    root = Path(root)
-    folder = root / name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    _copy_openseadragon(root)
-    with openslide.OpenSlide(str(slide_path)) as slide:
-        level0_size = tuple(int(v) for v in slide.dimensions)
-    ps = int(patch_size_level0)
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    views = [[int(x) - 2 * ps, int(y) - 2 * ps, 5 * ps, 5 * ps] for x, y in coords_level0[order]]
-    boxes = [
-        np.r_[np.min(p, 0) - ps, np.ptp(p, 0) + 2 * ps] for p in map(np.asarray, polygons_level0)
-    ]
-    slide_pyr = write_slide_pyramid(
-        slide_path,
-        folder / "slide.dzi",
-        tissue_rects_level0(coords_level0, ps),
-        quality=quality,
-        detail_level0=np.array(views + boxes, np.int64).reshape(-1, 4),
-        max_tiles=max_tiles,
-        # the tissue stays drawn at the attention layer's resolution or finer
-        max_dropped=max(int(np.log2(ps / cell_px)), 0),
-    )
-    overlay = write_value_pyramid(
-        minmax(scores), coords_level0, ps, level0_size, folder / "attention.dzi", cell_px, CMAP
-    )
-    top = [
-        {
-            "patch": int(i),
-            "rect_level0": [int(x), int(y), ps, ps],
-            "view_level0": view,
-            "label": f"{scores[i]:.3g} at ({int(x)}, {int(y)})",
-        }
-        for i, (x, y), view in zip(order, coords_level0[order], views, strict=True)
-    ]
-    patch_um = ps * mpp
-    config = {
-        "name": name,
-        "level0_size": list(level0_size),
-        "mpp": float(mpp),
+    folder = _empty_folder(Path(root), name)
+    top = _top_patches(scores, coords_level0, ps := int(patch_size_level0), top_k)
+    pyramid_args = (coords_level0, ps, scores, top, polygons_level0, cell_px, quality, max_tiles)
+    slide_pyr, overlay, level0_size = _write_pyramids(folder, slide_path, *pyramid_args)
+    config = {"name": name, "level0_size": list(level0_size), "mpp": float(mpp)}
+    config |= {
         "patch_size_level0": ps,
         "slide": slide_pyr.image_json("slide_files/"),
-        "overlay": {
-            "source": overlay.image_json("attention_files/"),
-            "level0_per_px": overlay.level0_per_px,
-            "width_level0": overlay.width * overlay.level0_per_px,
-            "opacity": opacity,
-            "note": (
-                f"{score_name}, min-max scaled within this slide (0 its lowest, 1 its "
-                f"highest score), one cell per patch ({ps} level-0 px, {patch_um:.0f} µm); "
-                "read it with the slide's probability."
-            ),
-        },
+        "overlay": _overlay_config(overlay, opacity, score_name, ps * mpp, ps),
         "polygons_level0": [np.round(np.asarray(p, float), 1).tolist() for p in polygons_level0],
-        "outline_note": (
-            "Blue: the annotated tumour outline; dashed: the most attended patches."
-            if len(polygons_level0)
-            else "No annotation for this slide; dashed: the most attended patches."
-        )
-        + (
-            f" Full resolution only around them and the lesions (the slide would need more "
-            f"than {max_tiles} tiles); elsewhere 1/{2**slide_pyr.detail_levels} of it."
-            if slide_pyr.detail_levels
-            else ""
-        ),
-        "top": top,
-    }
-    page = (STATIC / "viewer.html").read_text()
-    page = (
-        page.replace("__TITLE__", f"{name}: {score_name}")
-        .replace("__GRADIENT__", _gradient(CMAP))
-        .replace("__CONFIG__", json.dumps(config))
-    )
-    (folder / "index.html").write_text(page, encoding="utf-8")
+        "outline_note": _outline_note(len(polygons_level0) > 0, slide_pyr, max_tiles),
+    } | {"top": top}
+    _write_page(folder, f"{name}: {score_name}", config)
     seconds = time.perf_counter() - start
-    stats = {
-        "seconds": seconds,
-        "slide_tiles": slide_pyr.n_tiles,
-        "slide_tiles_all": slide_pyr.n_tiles_all,
-        "overlay_tiles": overlay.n_tiles,
-    }
-    # for scripts and tests: every patch with the value its cell is drawn with
-    patches = {"coords_level0": coords_level0.tolist(), "value": minmax(scores).round(6).tolist()}
-    (folder / "viewer.json").write_text(json.dumps({**config, "stats": stats, "patches": patches}))
+    _write_json(folder / "viewer.json", config, slide_pyr, overlay, seconds, coords_level0, scores)
     return Viewer(folder / "index.html", slide_pyr, overlay, seconds, config)
 
 
@@ -299,7 +333,7 @@ def _kernel_server(root: Path) -> int:
 
 def _show(viewer: Viewer, height: int, start_level0=None) -> str | None:
     """Show the page inline; ``None`` when shown, else why it cannot be."""
-    from helpers.settings import in_notebook
+    from helpers.progress import in_notebook
 
     if "google.colab" in sys.modules:
         from google.colab import output  # type: ignore[import-not-found]
@@ -368,7 +402,8 @@ def write_slide_viewer(cfg, name: str, scores, root=None, **kwargs) -> Viewer:
     import openslide
 
     from helpers.annotations import read_polygons
-    from helpers.trident import read_coords, slide_mpp
+    from helpers.formats import read_coords
+    from helpers.slide import slide_mpp
 
     attrs, coords_level0 = read_coords(cfg.coords_path(name))
     slide_path = cfg.wsi_path(name)
@@ -400,7 +435,7 @@ def slide_viewer(
     """
     import openslide
 
-    from helpers.trident import read_coords
+    from helpers.formats import read_coords
 
     viewer = None
     try:

@@ -355,9 +355,9 @@ def test_colab_serves_the_viewer_from_the_kernel(viewer, monkeypatch):
 def test_a_viewer_outside_the_notebooks_folder_is_not_framed(viewer, tmp_path, monkeypatch):
     """In Jupyter the frame's address is relative to the notebook's folder: a viewer written
     elsewhere cannot be shown, and the reason says so."""
-    import helpers.settings
+    import helpers.progress
 
-    monkeypatch.setattr(helpers.settings, "in_notebook", lambda: True)
+    monkeypatch.setattr(helpers.progress, "in_notebook", lambda: True)
     monkeypatch.chdir(tmp_path)
     why = V._show(viewer, 400)
     assert why is not None and "not under the notebook's folder" in why
