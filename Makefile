@@ -164,7 +164,7 @@ SITE_CMD = $(PY) -m pytest -m site tests/test_site.py tests/test_viewer_browser.
 BOOK_STAMP = book/_build/.mil-book-built
 BOOK_SETTINGS = book/_build/.mil-book-settings
 BOOK_SOURCES = $(CHAPTERS) book/workshop.md book/_config.yml book/_toc.yml \
-	$(wildcard book/_ext/*.py helpers/*.py helpers/*.npz helpers/static/*.html data/demo/cohort.json) \
+	$(wildcard book/_ext/*.py helpers/*.py helpers/*/*.py helpers/*.npz helpers/static/*.html data/demo/cohort.json) \
 	pyproject.toml
 
 book: $(STAMP) cohort $(BOOK_STAMP)
