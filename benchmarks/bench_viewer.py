@@ -37,9 +37,8 @@ sys.path.insert(0, str(REPO))
 from budgets import VIEWER_SECONDS, VIEWER_SITE_MB, failed, verdict  # noqa: E402
 
 from helpers.annotations import read_polygons  # noqa: E402
-from helpers.formats import read_patch_labels  # noqa: E402
+from helpers.formats import read_coords, read_patch_labels  # noqa: E402
 from helpers.layout import ANNOTATIONS_DIR, JOB_DIR, WSIS_DIR, TridentLayout  # noqa: E402
-from helpers.trident import read_coords  # noqa: E402
 from helpers.viewer import write_slide_viewer  # noqa: E402
 
 

@@ -140,7 +140,7 @@ def test_site_viewer_shows_tissue_and_the_overlay_over_the_lesion(tmp_path):
 NOTEBOOK_CELL = """\
 import numpy as np
 from helpers.settings import load_settings
-from helpers.trident import read_coords
+from helpers.formats import read_coords
 from helpers.annotations import read_polygons
 from helpers.viewer import slide_viewer
 
