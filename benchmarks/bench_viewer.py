@@ -51,6 +51,11 @@ class Folder(TridentLayout):
         self.patch_dir = next(p.name for p in self.job_dir.glob("*x_*px_*px_overlap"))
         self.encoder = ""
 
+    def ensure_slides(self, *names: str) -> None:
+        """A folder made in full: every slide is there already."""
+        for name in names:
+            self.wsi_path(name)
+
     def wsi_path(self, name: str) -> Path:
         return next((self.root / WSIS_DIR).glob(f"{name}.*"))
 

@@ -68,33 +68,38 @@ class Settings(TridentLayout):
         """``trident_dir`` as ``TridentWSIDataset(base_path=...)`` wants it (trailing slash)."""
         return str(self.trident_dir) + os.sep
 
-    def thumbnail_path(self, name: str) -> Path:
-        """TRIDENT's ``thumbnails/<name>.jpg`` (made on demand for the demo's fast start)."""
-        path = super().thumbnail_path(name)
-        if not path.exists():
-            self._paint_on_demand(name)
-        return path
+    def ensure_slides(self, *names: str) -> None:
+        """Make sure the slide files of ``names`` are there before a cell opens them.
 
-    def _paint_on_demand(self, name: str) -> bool:
-        """Demo data set up for a fast start: make slide ``name``'s pixels now if they are
-        not made yet (see ``helpers.demo.ensure_slide``)."""
-        if not self.is_demo:
-            return False
-        from helpers.demo import ensure_slide
+        On the demo's fast start (``setup()`` writes the features first) a slide's pixels,
+        its TIFF pyramid, mask, XML and thumbnail, are painted by the first call that names
+        it: a few seconds a slide, the same bytes as a full build. On your own data, and on a
+        demo slide already made, it only checks that each slide file exists.
 
-        return ensure_slide(self.job_dir.parent, name)
+        Arguments:
+            names: slide names (``wsi_name`` in the CSVs).
+
+        Raises:
+            FileNotFoundError: a slide file is missing (its message names the folder).
+        """
+        if self.is_demo:
+            from helpers.demo import ensure_slide
+
+            for name in names:
+                ensure_slide(self.job_dir.parent, name)
+        for name in names:
+            self.wsi_path(name)
 
     def wsi_path(self, name: str) -> Path:
         """The slide file of ``name`` (any common WSI extension)."""
-        for attempt in range(2):
-            for ext in WSI_EXTENSIONS:
-                path = self.wsi_dir / f"{name}{ext}"
-                if path.exists():
-                    return path
-            if attempt or not self._paint_on_demand(name):
-                break
+        for ext in WSI_EXTENSIONS:
+            path = self.wsi_dir / f"{name}{ext}"
+            if path.exists():
+                return path
+        hint = f" (on the demo, call cfg.ensure_slides({name!r}) first)" if self.is_demo else ""
         raise FileNotFoundError(
-            f"No slide named {name!r} in {self.wsi_dir} (looked for {', '.join(WSI_EXTENSIONS)})."
+            f"No slide named {name!r} in {self.wsi_dir} "
+            f"(looked for {', '.join(WSI_EXTENSIONS)}){hint}."
         )
 
     def mask_path(self, name: str) -> Path | None:
@@ -102,8 +107,6 @@ class Settings(TridentLayout):
         if self.mask_dir is None:
             return None
         path = self.mask_dir / mask_file(name)
-        if not path.exists():
-            self._paint_on_demand(name)
         return path if path.exists() else None
 
     def annotation_path(self, name: str) -> Path | None:
@@ -111,8 +114,6 @@ class Settings(TridentLayout):
         if self.annotations_dir is None:
             return None
         path = self.annotations_dir / annotation_file(name)
-        if not path.exists():
-            self._paint_on_demand(name)
         return path if path.exists() else None
 
 

@@ -389,7 +389,8 @@ def _static_figure(slide_path, coords_level0, patch_size_level0, scores, name: s
 def write_slide_viewer(cfg, name: str, scores, root=None, **kwargs) -> Viewer:
     """Write the viewer of slide ``name`` of a TRIDENT folder (no display).
 
-    Reads the slide (``cfg.wsi_path``), its coords (``cfg.coords_path``), its mpp and, when
+    Makes sure the slide's files are there (``cfg.ensure_slides``), then reads the slide
+    (``cfg.wsi_path``), its coords (``cfg.coords_path``), its mpp and, when
     there is one, its annotation (``cfg.annotation_path``).
 
     Arguments:
@@ -405,6 +406,7 @@ def write_slide_viewer(cfg, name: str, scores, root=None, **kwargs) -> Viewer:
     from helpers.formats import read_coords
     from helpers.slide import slide_mpp
 
+    cfg.ensure_slides(name)  # the demo's fast start paints the slide here
     attrs, coords_level0 = read_coords(cfg.coords_path(name))
     slide_path = cfg.wsi_path(name)
     with openslide.OpenSlide(str(slide_path)) as slide:

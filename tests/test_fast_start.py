@@ -1,5 +1,6 @@
 """Fast start (issue 12): ``setup()`` writes the demo's h5 files from shipped arrays, and a
-slide's pixels are painted when a chapter first opens it; both byte-identical to a full build."""
+slide's pixels are painted when a chapter asks for it (``cfg.ensure_slides``); both are
+byte-identical to a full build."""
 
 from __future__ import annotations
 
@@ -46,9 +47,16 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     # a lazy cohort is complete for setup() (lazy) but not for a full check
     assert demo.make_cohort(root, seed=2, sizes=SIZES, lazy=True, quiet=True) == root
 
-    # the chapters' paths paint a slide when first asked for: the same bytes
+    # the path getters only look: they never paint
     monkeypatch.setenv("MIL_BOOK_DEMO_DIR", str(root))
     cfg = load_settings()
+    with pytest.raises(FileNotFoundError, match=r"cfg\.ensure_slides\('tumor_001'\)"):
+        cfg.wsi_path("tumor_001")
+    assert cfg.mask_path("tumor_001") is None and cfg.annotation_path("tumor_001") is None
+    assert not cfg.thumbnail_path("tumor_001").exists()
+    # a chapter asks for the slides it opens: the same bytes as a full build
+    cfg.ensure_slides("tumor_001", "test_001")
+    cfg.ensure_slides("tumor_001")  # made already: only a check
     assert cfg.wsi_path("tumor_001").read_bytes() == full["wsis/tumor_001.tif"]
     assert cfg.mask_path("tumor_001").read_bytes() == full["masks/tumor_001_mask.tif"]
     assert cfg.annotation_path("tumor_001").read_bytes() == full["annotations/tumor_001.xml"]
@@ -59,6 +67,8 @@ def test_lazy_cohort_is_byte_identical_to_a_full_build(tmp_path, monkeypatch):
     assert _files(root) == full
     with pytest.raises(FileNotFoundError):
         cfg.wsi_path("no_such_slide")
+    with pytest.raises(FileNotFoundError):
+        cfg.ensure_slides("no_such_slide")
     # nothing is left to make: a full check passes without building
     monkeypatch.setattr(demo.build, "build_slides", lambda *a: pytest.fail("rebuilt"))
     demo.make_cohort(root, seed=2, sizes=SIZES, quiet=True)

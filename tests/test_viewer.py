@@ -272,10 +272,13 @@ def test_viewer_page_is_self_contained(viewer, coords, scores):
 
 
 class _Cfg:
-    """The three paths slide_viewer reads from a Settings."""
+    """What slide_viewer asks of a Settings: its slide files made, three paths from a Settings."""
 
     def __init__(self, slide_path, coords_path, annotation=None):
         self._slide, self._coords, self._annotation = slide_path, coords_path, annotation
+
+    def ensure_slides(self, *names):
+        assert self._slide.exists()
 
     def wsi_path(self, name):
         return self._slide

@@ -40,8 +40,9 @@ time changed is hashed), and rebuilds what is damaged, or names it on read-only 
 
 Fast start: ``helpers.settings.setup()`` asks for ``lazy=True``: the h5 files are written
 from arrays shipped with the package (``demo_h5.npz``), byte-identical to a full build, and
-a slide's TIFF, mask, XML and thumbnail are painted by :func:`ensure_slide`, which
-:meth:`helpers.settings.Settings.wsi_path` and the other slide getters call for the demo.
+a slide's TIFF, mask, XML and thumbnail are painted by :func:`ensure_slide`, which a
+chapter calls, through :meth:`helpers.settings.Settings.ensure_slides`, before it opens a
+slide. The path getters only look; they never paint.
 
 Modules, one idea each:
 

@@ -98,7 +98,7 @@ def make_cohort(
     ``lazy=True`` (what ``helpers.settings.setup()`` asks for) writes only what the h5-only
     chapters read, from arrays shipped with the package (:data:`fast_start.PACKED`, made by
     :func:`fast_start.pack_arrays`), in a few seconds; each slide's TIFF, mask, XML and
-    thumbnail are then made when first asked for (:func:`fast_start.ensure_slide`). A full
+    thumbnail are then made when a chapter asks for them (:func:`fast_start.ensure_slide`). A full
     build (``lazy=False``, the command line) makes every file, and finishes a lazy cohort.
 
     Arguments:

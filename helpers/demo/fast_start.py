@@ -126,8 +126,8 @@ def make_lazy(
     m.save(root)
     say(
         f"Demo cohort's features and labels written to {root} in "
-        f"{time.perf_counter() - t0:.1f} s; each slide's pixels are made when first opened "
-        "(python -m helpers.demo makes them all)."
+        f"{time.perf_counter() - t0:.1f} s; each slide's pixels are made when a chapter asks for "
+        "them (cfg.ensure_slides; python -m helpers.demo makes them all)."
     )
     return root
 
