@@ -11,6 +11,10 @@ the rehearsal folders), which :func:`pytest_collection_modifyitems` marks here.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,22 @@ from helpers.settings import load_settings
 
 #: Fixtures that need data ``make cohort`` / ``make rehearsal`` write (minutes to build)
 SLOW_FIXTURES = {"demo_dir", "demo_settings", "rehearsal", "rehearsal_nolabels", "slides"}
+
+#: Headless Chromium as the site and viewer checks run it: no GPU, no extensions, and every
+#: remote host blocked, so a page sees what a reader without network sees
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--hide-scrollbars",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,3 +71,23 @@ def demo_dir() -> Path:
 def demo_settings(demo_dir):
     """Settings pointing at the demo cohort."""
     return load_settings()
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
+    """``chromium(*args, timeout=...)``: run headless Chromium offline (:data:`CHROMIUM_FLAGS`,
+    one profile for the session) and return its stdout; fails, naming the command, when
+    Chromium is missing or exits with an error."""
+    names = (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome")
+    binary = next((shutil.which(n) for n in names if n and shutil.which(n)), None)
+    if binary is None:
+        pytest.fail("Chromium is not installed: `apt-get install -y chromium` (or CHROMIUM=...)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+
+    def run(*args: str, timeout: float) -> str:
+        cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, f"chromium {args[-1]} failed:\n{result.stderr[-2000:]}"
+        return result.stdout
+
+    return run

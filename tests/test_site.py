@@ -11,10 +11,7 @@ itself (``_static/mathjax``), so every equation must come out typeset.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -50,36 +47,12 @@ def _repository() -> tuple[str, str, str, dict]:
     return owner, repo.removesuffix(".git"), config["repository"].get("branch", "main"), config
 
 
-def chromium_binary() -> str:
-    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=...)")
-
-
-def dump_dom(page: Path, profile: Path) -> str:
+def dump_dom(chromium, page: Path) -> str:
     """The DOM of ``page`` after its scripts ran, from headless Chromium with no network."""
-    cmd = [
-        chromium_binary(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-extensions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
-    assert result.returncode == 0, f"chromium failed on {page.name}:\n{result.stderr[-2000:]}"
-    assert "<html" in result.stdout, f"chromium returned no DOM for {page.name}"
-    return result.stdout
+    args = ["--virtual-time-budget=10000", "--dump-dom"]
+    dom = chromium(*args, page.as_uri(), timeout=PAGE_TIMEOUT_S)
+    assert "<html" in dom, f"chromium returned no DOM for {page.name}"
+    return dom
 
 
 # Text inside these is not prose: code, scripts, styles, and MathJax's own output.
@@ -162,9 +135,8 @@ def site() -> Path:
 
 
 @pytest.fixture(scope="module")
-def pages(site: Path, tmp_path_factory: pytest.TempPathFactory):
+def pages(site: Path, chromium):
     """``pages(name)``: the page of a table-of-contents entry, rendered once by Chromium."""
-    profile = tmp_path_factory.mktemp("chromium-profile")
     cache: dict[str, PageParser] = {}
 
     def render(name: str) -> PageParser:
@@ -173,7 +145,7 @@ def pages(site: Path, tmp_path_factory: pytest.TempPathFactory):
             if not page.is_file():
                 pytest.fail(f"{page.relative_to(ROOT)} was not built (is {name} in book/?)")
             parser = PageParser()
-            parser.feed(dump_dom(page, profile))
+            parser.feed(dump_dom(chromium, page))
             cache[name] = parser
         return cache[name]
 

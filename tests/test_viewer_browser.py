@@ -13,9 +13,6 @@ skips, when Chromium or the site is missing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import matplotlib
@@ -34,32 +31,11 @@ CHAPTER = "06-localization"
 TIMEOUT_S = 180
 
 
-def chromium_binary() -> str:
-    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (or set CHROMIUM=...)")
-
-
-def screenshot(url: str, out: Path, profile: Path, size=(900, 600)) -> np.ndarray:
+def screenshot(chromium, url: str, out: Path, size=(900, 600)) -> np.ndarray:
     """The page at ``url`` as RGB ``(h, w, 3)`` after its tiles loaded, no network."""
-    cmd = [
-        chromium_binary(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",
-        f"--window-size={size[0]},{size[1]}",
-        "--virtual-time-budget=20000",
-        f"--screenshot={out}",
-        url,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert result.returncode == 0 and out.is_file(), f"chromium failed:\n{result.stderr[-2000:]}"
+    args = [f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=20000"]
+    chromium(*args, f"--screenshot={out}", url, timeout=TIMEOUT_S)
+    assert out.is_file(), f"chromium wrote no screenshot of {url}"
     return np.asarray(Image.open(out).convert("RGB")).astype(int)
 
 
@@ -111,11 +87,7 @@ def check_overlay_over_lesion(on: np.ndarray, off: np.ndarray, config: dict, i: 
     assert np.abs(seen - expected).max() < 20, f"overlay colour {seen}, expected {expected}"
 
 
-def _profile(tmp_path: Path) -> Path:
-    return tmp_path / "chromium-profile"
-
-
-def test_site_viewer_shows_tissue_and_the_overlay_over_the_lesion(tmp_path):
+def test_site_viewer_shows_tissue_and_the_overlay_over_the_lesion(tmp_path, chromium):
     page = SITE / f"{CHAPTER}.html"
     if not page.is_file():
         pytest.fail(f"{page.relative_to(ROOT)} is not built: run `make book` first")
@@ -128,9 +100,9 @@ def test_site_viewer_shows_tissue_and_the_overlay_over_the_lesion(tmp_path):
         i = config["top"][0]["patch"]
         shots = {
             overlay: screenshot(
+                chromium,
                 viewer.as_uri() + patch_hash(config, i, overlay),
                 tmp_path / f"{name}-{overlay}.png",
-                _profile(tmp_path),
             )
             for overlay in (True, False)
         }
@@ -168,7 +140,7 @@ def annotated_slide(settings) -> str:
     pytest.fail(f"no slide with an annotation in {settings.coords_dir}")
 
 
-def test_notebook_html_export_shows_the_viewer(tmp_path, demo_settings):
+def test_notebook_html_export_shows_the_viewer(tmp_path, demo_settings, chromium):
     name = annotated_slide(demo_settings)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL.format(name=name))]
@@ -196,6 +168,6 @@ def test_notebook_html_export_shows_the_viewer(tmp_path, demo_settings):
             html if overlay else html.replace("index.html#x=", "index.html#overlay=0&x=")
         )
         shots[overlay] = screenshot(
-            page.as_uri(), tmp_path / f"export-{overlay}.png", _profile(tmp_path), (1000, 900)
+            chromium, page.as_uri(), tmp_path / f"export-{overlay}.png", (1000, 900)
         )
     check_overlay_over_lesion(shots[True], shots[False], config, i)
