@@ -206,6 +206,22 @@ def _top_patches(scores: np.ndarray, coords_level0: np.ndarray, ps: int, top_k: 
     ]
 
 
+def _page_config(
+    name: str, level0_size, mpp: float, ps: int, slide_pyr: Pyramid, top: list, polygons_level0
+) -> dict:
+    """The page's config without the layer: the slide's frame, its pyramid, the top patches
+    and the annotation polygons (level-0 pixels, rounded to 0.1)."""
+    return {
+        "name": name,
+        "level0_size": list(level0_size),
+        "mpp": mpp,
+        "patch_size_level0": ps,
+        "slide": slide_pyr.image_json("slide_files/"),
+        "polygons_level0": [np.round(np.asarray(p, float), 1).tolist() for p in polygons_level0],
+        "top": top,
+    }
+
+
 def _overlay_config(
     overlay: Pyramid, opacity: float, score_name: str, patch_um: float, ps: int
 ) -> dict:
@@ -296,14 +312,9 @@ def write_viewer(
     top = _top_patches(scores, coords_level0, ps := int(patch_size_level0), top_k)
     pyramid_args = (coords_level0, ps, scores, top, polygons_level0, cell_px, quality, max_tiles)
     slide_pyr, overlay, level0_size = _write_pyramids(folder, slide_path, *pyramid_args)
-    config = {"name": name, "level0_size": list(level0_size), "mpp": float(mpp)}
-    config |= {
-        "patch_size_level0": ps,
-        "slide": slide_pyr.image_json("slide_files/"),
-        "overlay": _overlay_config(overlay, opacity, score_name, ps * mpp, ps),
-        "polygons_level0": [np.round(np.asarray(p, float), 1).tolist() for p in polygons_level0],
-        "outline_note": _outline_note(len(polygons_level0) > 0, slide_pyr, max_tiles),
-    } | {"top": top}
+    config = _page_config(name, level0_size, float(mpp), ps, slide_pyr, top, polygons_level0)
+    config["overlay"] = _overlay_config(overlay, opacity, score_name, ps * mpp, ps)
+    config["outline_note"] = _outline_note(len(polygons_level0) > 0, slide_pyr, max_tiles)
     _write_page(folder, f"{name}: {score_name}", config)
     seconds = time.perf_counter() - start
     _write_json(folder / "viewer.json", config, slide_pyr, overlay, seconds, coords_level0, scores)
