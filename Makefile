@@ -127,7 +127,7 @@ help:
 	@echo "make site-test   the built site in headless Chromium"
 	@echo "make bench       a short version of every benchmark, against its budget (~5 min)"
 	@echo "make openseadragon  fetch the slide viewer's OpenSeadragon again (npm) and check it"
-	@echo "make lint        ruff check and format check"
+	@echo "make lint        ruff (lint, format), import-linter (layers), basedpyright (types)"
 	@echo "make format      ruff fix and format"
 	@echo "make clean       the built site and caches"
 	@echo "make distclean   make clean, and also .venv, the demo cohort and the rehearsal folders"
