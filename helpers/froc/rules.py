@@ -1,6 +1,7 @@
 """The FROC's rules on a patch grid (see :mod:`helpers.froc`): lesions (tumour cells, the
 margin, holes filled, 8-connected), their extent and grade, and the predictions (local maxima
-of the scores) that hit them or are false positives."""
+of the scores) that hit them or are false positives (:func:`slide_detections`;
+:func:`slide_detections_with_itc` for :mod:`helpers.froc.scoring`)."""
 
 from __future__ import annotations
 
@@ -353,17 +354,28 @@ def slide_detections(
     and ``n_points`` the number of predicted points (extra hits and points on ITC lesions
     included).
     """
-    grid_xy = check_grid_xy(grid_xy)
-    scores = _check_scores(scores, len(grid_xy))
-    weight = _tumour(y_inst, tumor_fraction, len(grid_xy))
-    return _detections(scores, weight, grid_xy, _check_patch_um(patch_um))[:3]
+    return slide_detections_with_itc(
+        scores, y_inst, grid_xy, tumor_fraction=tumor_fraction, patch_um=patch_um
+    )[:3]
 
 
-def _detections(
-    scores: np.ndarray, weight: np.ndarray, grid_xy: np.ndarray, patch_um: float | None
+def slide_detections_with_itc(
+    scores: np.ndarray,
+    y_inst: np.ndarray | None,
+    grid_xy: np.ndarray,
+    *,
+    tumor_fraction: np.ndarray | None = None,
+    patch_um: float | None = None,
+    where: str = "",
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """:func:`slide_detections` on checked inputs, plus the number of ITC lesions."""
-    labels, _, itc = _slide_lesions(weight, grid_xy, patch_um)
+    """:func:`slide_detections`, plus the number of ITC lesions (what the FROC reports).
+
+    ``where`` ends the message of an input's error (``" of slide 3"``).
+    """
+    grid_xy = check_grid_xy(grid_xy, where=where)
+    scores = _check_scores(scores, len(grid_xy), where)
+    weight = _tumour(y_inst, tumor_fraction, len(grid_xy), where)
+    labels, _, itc = _slide_lesions(weight, grid_xy, _check_patch_um(patch_um, where))
     peaks = local_maxima(scores, grid_xy)
     best = np.full(len(itc), -np.inf)
     hit = peaks & (labels > 0)

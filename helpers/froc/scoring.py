@@ -9,14 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from helpers.froc.rules import (
-    _check_patch_um,
-    _check_scores,
-    _detections,
-    _tumour,
-    slide_detections,
-)
-from helpers.grid import check_grid_xy
+from helpers.froc.rules import slide_detections, slide_detections_with_itc
 from helpers.scores import minmax
 
 FP_RATES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -115,11 +108,9 @@ def froc(
     for i, (s, y, cells, f, p) in enumerate(
         zip(scores, y_inst, grid_xy, fractions, sizes, strict=True)
     ):
-        where = f" of slide {i}"
-        cells = check_grid_xy(cells, where=where)
-        s = _check_scores(s, len(cells), where)
-        weight = _tumour(y, f, len(cells), where)
-        lesion_s, fp_s, n, itc = _detections(s, weight, cells, _check_patch_um(p, where))
+        lesion_s, fp_s, n, itc = slide_detections_with_itc(
+            s, y, cells, tumor_fraction=f, patch_um=p, where=f" of slide {i}"
+        )
         lesion_scores.append(lesion_s)
         fp_scores.append(fp_s)
         n_points += n
