@@ -97,8 +97,8 @@ class ABMIL(nn.Module):
         return (logits, f) if return_att else logits
 
     def compute_loss(self, Y, X, mask=None):
-        logits = self.forward(X, mask)
-        loss = F.binary_cross_entropy_with_logits(logits, Y.reshape(logits.shape).float())
+        logits = self.forward(X, mask)  # the logits alone (the pair needs return_att=True)
+        loss = F.binary_cross_entropy_with_logits(logits, Y.reshape(logits.shape).float())  # pyright: ignore[reportArgumentType, reportAttributeAccessIssue]
         return logits, {"BCEWithLogitsLoss": loss}
 
     def predict(self, X, mask=None, return_inst_pred=True):
