@@ -224,7 +224,7 @@ test: $(STAMP) cohort rehearsal
 # `make test` still catches a chapter edited without `make notebooks`).
 # lint-imports: the import contract of helpers/ (pyproject.toml [tool.importlinter]: no
 # cycles, layers), run from the checkout so that `helpers` is imported from it; basedpyright:
-# the types of helpers/ (pyproject.toml [tool.basedpyright], with its baseline).
+# the types of helpers/ (pyproject.toml [tool.basedpyright]; no error, and no baseline).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS) $(NOTEBOOK_FILES)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)

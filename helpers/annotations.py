@@ -67,8 +67,10 @@ def _vertices(ann: ET.Element, path: Path) -> np.ndarray:
     """``(K, 2)`` float64 vertices of one annotation, in ``Order``."""
     pts = []
     for c in ann.iter("Coordinate"):
-        try:
-            pts.append((float(c.get("Order", len(pts))), float(c.get("X")), float(c.get("Y"))))
+        try:  # a missing X or Y reads "", which float() refuses as it does any bad number
+            pts.append(
+                (float(c.get("Order", len(pts))), float(c.get("X", "")), float(c.get("Y", "")))
+            )
         except (TypeError, ValueError) as exc:
             raise LabelInputError(f"bad Coordinate in {path}: {c.attrib}") from exc
     pts.sort(key=lambda p: p[0])

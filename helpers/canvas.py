@@ -200,7 +200,7 @@ def _glass_patches(
     samples = canvas[ys, xs].reshape(len(rows), k * k, 3)  # (N, k * k, 3)
     hsv = cv2.cvtColor(np.ascontiguousarray(samples), cv2.COLOR_RGB2HSV)
     tissue = (hsv[..., 1] > 10) & (hsv[..., 2] > 85)
-    return ~tissue.any(axis=1)
+    return np.asarray(~tissue.any(axis=1))  # (N,): numpy types a reduction as maybe a scalar
 
 
 def _check_tissue(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import warnings
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,8 @@ def level0_mpp(cfg: Settings, name: str, coords_attrs: dict) -> float | None:
                 except Exception:  # unreadable file or no mpp: fall back to the nominal value
                     break
     magnification = coords_attrs.get("level0_magnification")
+    if magnification is None:
+        return None
     try:
         magnification = float(magnification)
     except (TypeError, ValueError):
@@ -190,6 +193,11 @@ class CheckedTridentDataset(TridentWSIDataset):
       CSV (:func:`read_split`), not torchmil's own reading of the file (which turns a name
       of digits into a number, cuts a name at its last dot and needs the header exactly).
     """
+
+    #: Each slide's patch side in microns, ``None`` when unknown (set by :func:`load_dataset`).
+    patch_um: dict[str, float | None]
+    #: Each slide's patch tumour fractions ``(N,)``, when its patch-label file holds them.
+    tumor_fractions: dict[str, np.ndarray]
 
     def __init__(self, *args, slide_labels: dict[str, int], **kwargs) -> None:
         self.slide_labels = dict(slide_labels)  # read by _load_labels during __init__
@@ -385,8 +393,11 @@ def load_splits(
             "and validation need at least two slides of each class."
         )
     try:
-        idx_train, idx_val = train_test_split(
-            np.arange(len(labels)), test_size=val_frac, random_state=seed, stratify=labels
+        idx_train, idx_val = cast(  # one array of indices each
+            "list[np.ndarray]",
+            train_test_split(
+                np.arange(len(labels)), test_size=val_frac, random_state=seed, stratify=labels
+            ),
         )
     except ValueError as exc:  # e.g. fewer validation slides than classes
         raise ValueError(
@@ -397,8 +408,9 @@ def load_splits(
             f"val_frac={val_frac} leaves {len(idx_val)} validation slide(s) of {cfg.train_csv}, "
             "not enough for both classes: raise val_frac."
         )
-    train = train_full.subset(sorted(idx_train.tolist()))
-    val = train_full.subset(sorted(idx_val.tolist()))
+    # subset() deep-copies the dataset (torchmil types the copy as its base class)
+    train = cast(TridentWSIDataset, train_full.subset(sorted(idx_train.tolist())))
+    val = cast(TridentWSIDataset, train_full.subset(sorted(idx_val.tolist())))
     test = load_dataset(cfg, cfg.test_csv)
     if ("y_inst" in train_full.bag_keys) != ("y_inst" in test.bag_keys):
         with_labels = cfg.train_csv if "y_inst" in train_full.bag_keys else cfg.test_csv
@@ -416,7 +428,8 @@ def collate(bags: list[TensorDict]) -> TensorDict:
     returns ``Y`` of shape ``(batch_size, 1)`` while torchmil's models return logits of shape
     ``(batch_size,)``; flattening it here keeps losses and metrics aligned.
     """
-    batch = collate_fn(bags)
+    # torchmil types the bags as dicts; its datasets give (and collate_fn reads) TensorDicts
+    batch = collate_fn(bags)  # pyright: ignore[reportArgumentType]
     batch["Y"] = batch["Y"].reshape(-1)
     return batch
 

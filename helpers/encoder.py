@@ -116,6 +116,13 @@ class StainStatsEncoder(torch.nn.Module):
         output ``(batch_size, dim)`` in ``dtype``.
     """
 
+    # its buffers (set in __init__, in the arithmetic's dtype): the stain unmixing matrix
+    # (3, 3), the filter bank (12, 1, 7, 7), the centre (n_stats,) and the mixing (n_stats, dim)
+    unmix: torch.Tensor
+    bank: torch.Tensor
+    center: torch.Tensor
+    mixing: torch.Tensor
+
     def __init__(
         self,
         pool: int = 4,

@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 from torchmil.models import MILModelWrapper
 
 from helpers.data import make_loader
+from helpers.models import as_mil_model
 from helpers.scores import minmax
 
 
@@ -56,24 +57,34 @@ def predict(
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
-    wrapped = MILModelWrapper(model)
-    out = Predictions(list(dataset.get_bag_names()), [], [], [], [], [], [])
+    wrapped = MILModelWrapper(as_mil_model(model))
+    names = list(dataset.get_bag_names())
+    y: list[int] = []
+    prob: list[float] = []
+    inst_scores, attention, y_inst, grid_xy = [], [], [], []
     for batch in make_loader(dataset, batch_size=1):
         batch = batch.to(device)
         logits, inst = wrapped.predict(batch, return_inst_pred=True)
         real = batch["mask"][0].bool()
         scores = inst[0][real].float()
-        _check_finite(out.names[len(out.prob)], logits, scores)
-        out.y.append(int(batch["Y"][0]))
-        out.prob.append(float(torch.sigmoid(logits.float())[0]))
-        out.inst_scores.append(scores.cpu().numpy())
-        out.attention.append(torch.softmax(scores, dim=0).cpu().numpy())
+        _check_finite(names[len(prob)], logits, scores)
+        y.append(int(batch["Y"][0]))
+        prob.append(float(torch.sigmoid(logits.float())[0]))
+        inst_scores.append(scores.cpu().numpy())
+        attention.append(torch.softmax(scores, dim=0).cpu().numpy())
         if "y_inst" in batch.keys():
-            out.y_inst.append(batch["y_inst"][0][real].cpu().numpy().astype(int))
-        out.grid_xy.append(batch["coords"][0][real].cpu().numpy())
-    out.y, out.prob = np.array(out.y), np.array(out.prob)
-    if len(out.y_inst) != len(out.names):  # no patch labels in this dataset
-        out.y_inst = None
+            y_inst.append(batch["y_inst"][0][real].cpu().numpy().astype(int))
+        grid_xy.append(batch["coords"][0][real].cpu().numpy())
+    labelled = len(y_inst) == len(names)  # else: no patch labels in this dataset
+    out = Predictions(
+        names=names,
+        y=np.array(y),
+        prob=np.array(prob),
+        inst_scores=inst_scores,
+        attention=attention,
+        y_inst=y_inst if labelled else None,
+        grid_xy=grid_xy,
+    )
     fractions = getattr(dataset, "tumor_fractions", None) or {}
     if out.y_inst is not None and all(n in fractions for n in out.names):
         out.tumor_fraction = [np.asarray(fractions[n], dtype=np.float64) for n in out.names]
@@ -105,7 +116,8 @@ def bag_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict
     result = {
         "accuracy": skm.accuracy_score(y, pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
-        "f1": skm.f1_score(y, pred, zero_division=0),
+        # sklearn takes 0, 1, nan or "warn"; it is typed by its default, "warn"
+        "f1": skm.f1_score(y, pred, zero_division=0),  # pyright: ignore[reportArgumentType]
         "auroc": skm.roc_auc_score(y, prob) if len(np.unique(y)) == 2 else float("nan"),
     }
     return {k: float(v) for k, v in result.items()}

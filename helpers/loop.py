@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sized
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,21 @@ import torch
 from tensordict import TensorDict
 from torchmil.models import MILModelWrapper
 
+from helpers.models import as_mil_model
 from helpers.settings import get_device, seed_everything
+
+
+def _n_bags(loader: torch.utils.data.DataLoader) -> int:
+    """The number of bags in ``loader``'s dataset.
+
+    Arguments:
+        loader: A loader over a map-style dataset (torch types a ``Dataset``, which need not
+            have a length; the book's datasets do).
+
+    Returns:
+        ``len(loader.dataset)``.
+    """
+    return len(cast(Sized, loader.dataset))
 
 
 class BatchCache:
@@ -38,8 +54,10 @@ class BatchCache:
     """
 
     def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device) -> None:
-        self.bags = [loader.dataset[i] for i in range(len(loader.dataset))]
-        self.collate, self.device = loader.collate_fn, device
+        self.bags = [loader.dataset[i] for i in range(_n_bags(loader))]
+        # the loader's collate_fn (helpers.data.collate): bags in, one TensorDict out
+        self.collate = cast("Callable[[list], TensorDict]", loader.collate_fn)
+        self.device = device
         self.single: dict[int, TensorDict] = {}
 
     def __call__(self, idx: list[int]) -> TensorDict:
@@ -63,7 +81,7 @@ def _batch_order(loader: torch.utils.data.DataLoader) -> list[list[int]]:
     draws exactly what iterating ``loader`` itself would draw.
     """
     twin = torch.utils.data.DataLoader(
-        range(len(loader.dataset)),
+        range(_n_bags(loader)),  # pyright: ignore[reportArgumentType]  (any sequence will do)
         batch_sampler=loader.batch_sampler,
         generator=loader.generator,
         collate_fn=list,
@@ -121,16 +139,18 @@ def one_pass(
         if optimizer is not None:
             optimizer.zero_grad()
         pred, loss_dict = wrapper.compute_loss(batch)  # what Trainer calls
-        loss = sum(loss_dict.values())  # Trainer's total loss
+        # Trainer's total loss: a tensor (sum() of an untyped dict's values is typed int)
+        loss = sum(loss_dict.values())
         if optimizer is not None:
-            loss.backward()
+            loss.backward()  # pyright: ignore[reportAttributeAccessIssue]
             optimizer.step()
-        record.add(loss, loss_dict, pred, batch["Y"])  # no .item(): no wait for the device
+        # no .item(): no wait for the device
+        record.add(loss, loss_dict, pred, batch["Y"])  # pyright: ignore[reportArgumentType]
     return record
 
 
 def _epoch(
-    wrapper: torch.nn.Module,
+    wrapper: MILModelWrapper,
     loaders: tuple[
         BatchCache, torch.utils.data.DataLoader, BatchCache, torch.utils.data.DataLoader
     ],
@@ -188,7 +208,7 @@ def fit(
     seed_everything(seed)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    wrapper = MILModelWrapper(model).to(device)
+    wrapper = MILModelWrapper(as_mil_model(model)).to(device)
     metrics_dict = metrics_dict or {}
     train_batches, val_batches = BatchCache(train_loader, device), BatchCache(val_loader, device)
     rows, best_loss, best_state = [], float("inf"), copy.deepcopy(model.state_dict())

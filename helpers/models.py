@@ -23,6 +23,8 @@ code (their syntax trees, docstrings included), so the two cannot drift apart.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 import torchmil.models
@@ -95,8 +97,8 @@ class ABMIL(nn.Module):
         return (logits, f) if return_att else logits
 
     def compute_loss(self, Y, X, mask=None):
-        logits = self.forward(X, mask)
-        loss = F.binary_cross_entropy_with_logits(logits, Y.reshape(logits.shape).float())
+        logits = self.forward(X, mask)  # the logits alone (the pair needs return_att=True)
+        loss = F.binary_cross_entropy_with_logits(logits, Y.reshape(logits.shape).float())  # pyright: ignore[reportArgumentType, reportAttributeAccessIssue]
         return logits, {"BCEWithLogitsLoss": loss}
 
     def predict(self, X, mask=None, return_inst_pred=True):
@@ -111,6 +113,20 @@ class ABMIL(nn.Module):
 
 # torchmil.models.ABMIL's LazyLinear layers keep their nn.Linear in a ``module`` attribute.
 _TORCHMIL_LAZY = ("pool.fc1.", "pool.fc_gated.", "classifier.")
+
+
+def as_mil_model(model: nn.Module) -> torchmil.models.MILModel:
+    """``model`` as torchmil's ``MILModelWrapper`` and ``Trainer`` type what they take.
+
+    Arguments:
+        model: A module with torchmil's methods (``forward``, ``compute_loss``, ``predict``
+            taking the bag's keys), such as :class:`ABMIL`: all that torchmil calls, though it
+            types a ``MILModel``.
+
+    Returns:
+        ``model`` itself, typed as a ``MILModel``.
+    """
+    return cast(torchmil.models.MILModel, model)
 
 
 def to_torchmil_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

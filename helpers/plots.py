@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 
@@ -105,7 +107,8 @@ def _diagram_layout(ax: Axes, n_patches: int) -> _Diagram:
     ys_all = np.linspace(3.05, 1.25, slots)
     half = min(0.14, 0.32 * (ys_all[0] - ys_all[1]))  # half the height of a row box
     # sizes in points are for a 10 x 4 inch axes; scale them with the axes actually given
-    fig_w, fig_h = ax.figure.get_size_inches()
+    # a diagram's axes sit on a Figure (matplotlib types ax.figure as maybe a SubFigure)
+    fig_w, fig_h = cast(Figure, ax.figure).get_size_inches()
     pos = ax.get_position(original=True)
     k = min(pos.width * fig_w / 10, pos.height * fig_h / 4)
     ys = list(ys_all[:-2]) + [ys_all[-1]]  # the rows of patches

@@ -31,6 +31,7 @@ code paths by 1e-16 to 1e-13, far below what turns a grey level into the next.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -75,7 +76,8 @@ def resize_linear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     aligned as OpenCV aligns them. SciPy's plain C, not OpenCV: OpenCV's optimised bilinear
     path for float64 differs from its own reference path by up to 1e-4."""
     zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1])
-    out = scipy.ndimage.zoom(image, zoom, order=1, mode="nearest", grid_mode=True)
+    # an ndarray (scipy types its result as any array too)
+    out = cast(np.ndarray, scipy.ndimage.zoom(image, zoom, order=1, mode="nearest", grid_mode=True))
     if out.shape != tuple(shape):  # pragma: no cover - zoom rounds the shape it computes
         raise ValueError(f"resize to {shape} gave {out.shape}")
     return out
@@ -149,7 +151,7 @@ def tissue_shape(rng: np.random.Generator, shape: tuple[int, int], margin: int) 
     n, lab, stats, _ = cv2.connectedComponentsWithStats(tissue.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] > 0.05 * tissue.sum()
-    return keep[lab]
+    return keep[cast(np.ndarray, lab)]  # (H, W) int32 labels (OpenCV types any matrix)
 
 
 @dataclass
@@ -171,7 +173,7 @@ def paint_section(
     rng: np.random.Generator,
     tissue: np.ndarray,
     tumor: np.ndarray,
-    stain: dict[str, float],
+    stain: dict[str, Any],
     cellularity: np.ndarray | None = None,
 ) -> np.ndarray:
     """Paint an H&E section at 2 um/px.
@@ -328,7 +330,7 @@ def _eosin(rng: np.random.Generator, parts: _Compartments, nests: np.ndarray) ->
 
 
 def _beer_lambert(
-    rng: np.random.Generator, hema: np.ndarray, eos: np.ndarray, stain: dict[str, float]
+    rng: np.random.Generator, hema: np.ndarray, eos: np.ndarray, stain: dict[str, Any]
 ) -> np.ndarray:
     """Mix the stain densities into RGB as light through the section, then the scanner's
     blur and tint: uint8 ``(H, W, 3)``."""

@@ -26,17 +26,20 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import torch
 import torchmetrics
+import torchmetrics.classification
 from torchmetrics.wrappers import LambdaInputTransformer
+from torchmil.datasets import ProcessedMILDataset
 from torchmil.utils import Trainer
 
 from helpers.data import load_splits, make_loader
 from helpers.fileio import atomic_path
 from helpers.loop import fit
-from helpers.models import ABMIL, MeanPoolMIL
+from helpers.models import ABMIL, MeanPoolMIL, as_mil_model
 from helpers.settings import Settings, get_device, seed_everything
 
 
@@ -65,7 +68,8 @@ class EvalTrainer(Trainer):
             return super()._shared_loop(dataloader, epoch=epoch, mode=mode)
         # Trainer._shared_loop calls self.model.train() first: make that call set eval mode.
         wrapper = self.model
-        wrapper.train = lambda mode=True: torch.nn.Module.train(wrapper, False)
+        # an instance attribute that hides the method for this pass (deleted below)
+        wrapper.train = lambda mode=True: torch.nn.Module.train(wrapper, False)  # pyright: ignore[reportAttributeAccessIssue]
         try:
             with torch.no_grad():
                 return super()._shared_loop(dataloader, epoch=epoch, mode=mode)
@@ -117,17 +121,19 @@ def train_model(
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = _History()
+    # torchmil types device as a str (it only calls .to(device)) and patience as an int,
+    # though None is its documented "no early stopping"
     trainer = EvalTrainer(
-        model=model,
+        model=as_mil_model(model),
         optimizer=optimizer,
         metrics_dict=binary_metrics(device),
         obj_metric="loss",
         obj_metric_mode="min",
-        device=device,
+        device=device,  # pyright: ignore[reportArgumentType]
         logger=history,
         disable_pbar=not progress,
         verbose=False,
-        early_stop_patience=patience,
+        early_stop_patience=patience,  # pyright: ignore[reportArgumentType]
     )
     start = time.perf_counter()
     trainer.train(max_epochs=epochs, train_dataloader=train_loader, val_dataloader=val_loader)
@@ -294,16 +300,16 @@ def cache_path(
     """Where :func:`train_or_load` keeps ``name`` trained with these settings (its docstring
     says what the key covers); ``model`` is the freshly built model (its ``repr`` counts)."""
     generator = getattr(train_loader, "generator", None)
+    # torchmil datasets (helpers.data.load_splits); torch types a loader's as any Dataset
+    train = cast(ProcessedMILDataset, train_loader.dataset)
+    val = cast(ProcessedMILDataset, val_loader.dataset)
     key = json.dumps(
         {
             "name": name,
             "data": [cfg.source, str(cfg.trident_dir), cfg.encoder],
-            "train": list(train_loader.dataset.get_bag_names()),
-            "val": list(val_loader.dataset.get_bag_names()),
-            "content": [
-                data_fingerprint(train_loader.dataset),
-                data_fingerprint(val_loader.dataset),
-            ],
+            "train": list(train.get_bag_names()),
+            "val": list(val.get_bag_names()),
+            "content": [data_fingerprint(train), data_fingerprint(val)],
             "loader": [
                 train_loader.batch_size,
                 type(train_loader.sampler).__name__,

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -92,7 +93,7 @@ def _drop_small(mask: np.ndarray, min_size: int) -> np.ndarray:
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_size
     keep[0] = False
-    return keep[lab] & mask
+    return keep[cast(np.ndarray, lab)] & mask  # lab: (H, W) int32 (OpenCV types any matrix)
 
 
 def whitened_grey(rgb: np.ndarray) -> np.ndarray:
@@ -203,8 +204,9 @@ def _fill_and_drop(mask: np.ndarray, min_area: float) -> np.ndarray:
         return out.astype(bool)
     parent = hierarchy[0][:, 3]
     keep = []
-    for i in np.flatnonzero(parent == -1):
-        holes = sum(cv2.contourArea(contours[j]) for j in np.flatnonzero(parent == i))
+    # Python ints: OpenCV types the contours as a Sequence, indexed by int
+    for i in np.flatnonzero(parent == -1).tolist():
+        holes = sum(cv2.contourArea(contours[j]) for j in np.flatnonzero(parent == i).tolist())
         if cv2.contourArea(contours[i]) - holes > min_area:
             keep.append(contours[i])
     cv2.drawContours(out, keep, -1, 1, thickness=cv2.FILLED)

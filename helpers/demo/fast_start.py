@@ -38,6 +38,8 @@ def pack_arrays(root: str | os.PathLike, out: str | os.PathLike = PACKED) -> Pat
     files from."""
     import h5py
 
+    from helpers.formats.h5 import h5_array, h5_attrs
+
     root, out = Path(root), Path(out)
     m = Manifest.read(root)
     if m is None or not m.complete or m.pending:
@@ -46,13 +48,13 @@ def pack_arrays(root: str | os.PathLike, out: str | os.PathLike = PACKED) -> Pat
     arrays, sizes = {}, {}
     for s in m.specs():
         with h5py.File(paths.features_path(s.name), "r") as f:
-            arrays[f"{s.name}/features"] = f["features"][:]
-            arrays[f"{s.name}/coords"] = f["coords"][:]
-            attrs = f["coords"].attrs
+            arrays[f"{s.name}/features"] = h5_array(f, "features")
+            arrays[f"{s.name}/coords"] = h5_array(f, "coords")
+            attrs = h5_attrs(f, "coords")
             sizes[s.name] = [int(attrs["level0_width"]), int(attrs["level0_height"])]
         with h5py.File(paths.patch_labels_path(s.name), "r") as f:
-            arrays[f"{s.name}/labels"] = f["patch_labels"][:]
-            arrays[f"{s.name}/fractions"] = f["tumor_fraction"][:]
+            arrays[f"{s.name}/labels"] = h5_array(f, "patch_labels")
+            arrays[f"{s.name}/fractions"] = h5_array(f, "tumor_fraction")
     meta = m.plan | {"level0_size": sizes}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with atomic_path(out) as tmp:

@@ -49,6 +49,8 @@ def check_file(path: Path) -> str | None:
     """
     import h5py
 
+    from helpers.formats.h5 import h5_dataset
+
     try:
         size = path.stat().st_size
         if path.suffix == ".tif":
@@ -63,8 +65,8 @@ def check_file(path: Path) -> str | None:
                         return "the TIFF is truncated"
         elif path.suffix == ".h5":
             with h5py.File(path, "r") as f:
-                for key in f:
-                    f[key][()]
+                for key in f.keys():
+                    h5_dataset(f, key)[()]
         elif path.suffix == ".xml":
             ElementTree.parse(path)
         elif path.suffix == ".jpg":

@@ -38,6 +38,8 @@ def cohort_summary(root: str | os.PathLike) -> pd.DataFrame:
     """One row per slide: split, label, kind, bag size and tumour patches."""
     import h5py
 
+    from helpers.formats.h5 import h5_array
+
     root = Path(root)
     paths = CohortPaths(root)
     m = Manifest.read(root)
@@ -45,7 +47,7 @@ def cohort_summary(root: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for s in specs:
         with h5py.File(paths.patch_labels_path(s.name), "r") as f:
-            labels = f["patch_labels"][:]
+            labels = h5_array(f, "patch_labels")
         rows.append({**asdict(s), "n_patches": len(labels), "n_tumor_patches": int(labels.sum())})
     table = pd.DataFrame(rows).drop(columns="index")
     table["tumor_fraction"] = table["n_tumor_patches"] / table["n_patches"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from helpers.formats.h5 import REDO_FEATURES, LabelInputError, save_h5
+from helpers.formats.h5 import REDO_FEATURES, LabelInputError, h5_array, save_h5
 
 
 def read_features(path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -24,8 +24,8 @@ def read_features(path) -> tuple[np.ndarray, np.ndarray | None]:
                 raise LabelInputError(
                     f"{path} has no dataset 'features' (keys: {list(f.keys())}): {REDO_FEATURES}."
                 )
-            features = f["features"][:]
-            coords_level0 = f["coords"][:] if "coords" in f else None
+            features = h5_array(f, "features")
+            coords_level0 = h5_array(f, "coords") if "coords" in f else None
     except OSError as exc:
         raise LabelInputError(
             f"cannot read features file {path}: {exc}. The file is empty, truncated or not an "

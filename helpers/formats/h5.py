@@ -1,13 +1,14 @@
-"""What every h5 file of the book shares: the error for bad input, reading one dataset, and
-writing a file made in memory (free space checked first; a full disk is a clear ``OSError``,
-never half a file or an h5py crash)."""
+"""What every h5 file of the book shares: the error for bad input, reading one dataset (and
+typed accessors for an open file), and writing a file made in memory (free space checked
+first; a full disk is a clear ``OSError``, never half a file or an h5py crash)."""
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -25,6 +26,47 @@ class LabelInputError(ValueError):
     """Bad input: a missing file, a mismatch, an unreadable file."""
 
 
+def h5_dataset(group: h5py.Group, key: str) -> h5py.Dataset:
+    """Dataset ``key`` of an open h5 file or group, as h5py returns it.
+
+    Arguments:
+        group: An open ``h5py.File`` or ``h5py.Group``.
+        key: The dataset's name in it.
+
+    Returns:
+        ``group[key]``, typed as the dataset it is in every file of the book (h5py's inferred
+        types make it a group, a dataset or a named datatype).
+    """
+    return cast(h5py.Dataset, group[key])
+
+
+def h5_array(group: h5py.Group, key: str) -> np.ndarray:
+    """Dataset ``key`` of an open h5 file or group, read whole.
+
+    Arguments:
+        group: An open ``h5py.File`` or ``h5py.Group``.
+        key: The dataset's name in it.
+
+    Returns:
+        ``group[key][:]``, the array as stored (dtype and shape of the dataset).
+    """
+    return h5_dataset(group, key)[:]
+
+
+def h5_attrs(group: h5py.Group, key: str) -> Mapping[str, Any]:
+    """The attributes of dataset ``key`` of an open h5 file or group, read as h5py reads them.
+
+    Arguments:
+        group: An open ``h5py.File`` or ``h5py.Group``.
+        key: The dataset's name in it.
+
+    Returns:
+        ``group[key].attrs`` (h5py's inferred types make each value an ``Empty`` or an array,
+        where the book stores numbers and strings).
+    """
+    return cast("Mapping[str, Any]", group[key].attrs)
+
+
 def read_dataset(path: Path, key: str, what: str) -> tuple[np.ndarray, dict]:
     """Dataset ``key`` of an h5 file and its attributes (numpy scalars as Python values);
     ``FileNotFoundError`` or :class:`LabelInputError` naming ``what`` and the file."""
@@ -34,7 +76,7 @@ def read_dataset(path: Path, key: str, what: str) -> tuple[np.ndarray, dict]:
         with h5py.File(path, "r") as f:
             if key not in f:
                 raise LabelInputError(f"{path} has no dataset '{key}' (keys: {list(f.keys())}).")
-            data = np.asarray(f[key][:])
+            data = np.asarray(h5_array(f, key))
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f[key].attrs.items()}
     except OSError as exc:
         raise LabelInputError(

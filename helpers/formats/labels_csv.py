@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -63,7 +64,8 @@ def read_labels_csv(csv_path) -> pd.DataFrame:
     df = _read_csv_text(csv_path)
     names = df["wsi_name"].str.strip().map(_without_slide_extension)
     text = df["wsi_label"].str.strip()
-    value = pd.to_numeric(text, errors="coerce")
+    # a Series in, a Series out (pandas types the result as any of its scalars too)
+    value = cast(pd.Series, pd.to_numeric(text, errors="coerce"))
     line = df.index + 2  # 1-based, after the header
 
     def rows(mask) -> str:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from helpers.fileio import atomic_path, write_bytes
-from helpers.formats.h5 import LabelInputError, h5_bytes, read_dataset
+from helpers.formats.h5 import LabelInputError, h5_array, h5_bytes, read_dataset
 
 #: The datasets of a patch-labels file of this book (``helpers.labels`` writes them).
 PATCH_LABEL_KEYS = frozenset({"patch_labels", "tumor_fraction"})
@@ -34,7 +34,7 @@ def read_tumor_fraction(path) -> np.ndarray | None:
         with h5py.File(path, "r") as f:
             if "tumor_fraction" not in f:
                 return None
-            fractions = np.asarray(f["tumor_fraction"][:], dtype=np.float64).reshape(-1)
+            fractions = np.asarray(h5_array(f, "tumor_fraction"), dtype=np.float64).reshape(-1)
     except OSError as exc:
         raise LabelInputError(f"cannot read patch labels file {path}: {exc}") from exc
     if not (np.isfinite(fractions) & (fractions >= 0) & (fractions <= 1)).all():

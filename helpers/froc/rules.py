@@ -6,6 +6,7 @@ of the scores) that hit them or are false positives (:func:`slide_detections`;
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,8 @@ def local_maxima(scores: np.ndarray, grid_xy: np.ndarray) -> np.ndarray:
     nb = _neighbours(grid_xy)
     present = nb >= 0
     nb_scores = np.where(present, scores[np.maximum(nb, 0)], -np.inf)  # (N, 8)
-    candidate = ~(nb_scores > scores[:, None]).any(1)  # no strictly higher neighbour
+    # (N,) True where no neighbour scores strictly higher
+    candidate = np.asarray(~(nb_scores > scores[:, None]).any(1))
     equal = present & (nb_scores == scores[:, None])  # (N, 8)
     # Candidates that touch each other have equal scores: group them into plateaus.
     plateau = _components(nb, candidate, equal)
@@ -234,7 +236,10 @@ def _slide_lesions(
     if footprint.size > 1:
         raster = ndimage.binary_dilation(raster, structure=footprint)
     raster = ndimage.binary_fill_holes(raster)
-    labelled, _ = ndimage.label(raster, structure=np.ones((3, 3), dtype=bool))
+    # (labels, count): scipy types the count alone too (what it returns given an output array)
+    labelled, _ = cast(
+        "tuple[np.ndarray, int]", ndimage.label(raster, structure=np.ones((3, 3), dtype=bool))
+    )
     raw = labelled[row, col]
     # Renumber 1..K in the order in which each lesion's first patch appears in the bag.
     labels = np.zeros(n, dtype=np.int64)

@@ -67,7 +67,7 @@ def _per_slide(values, n_slides: int, name: str) -> list:
 
 def froc(
     scores: Sequence[np.ndarray],
-    y_inst: Sequence[np.ndarray] | None,
+    y_inst: Sequence[np.ndarray | None] | None,
     grid_xy: Sequence[np.ndarray],
     fp_rates: Sequence[float] = FP_RATES,
     *,
@@ -80,7 +80,7 @@ def froc(
         scores: one ``(N_i,)`` array of instance scores per slide, on a scale shared by all
             slides (raw attention or instance logits, not per-bag normalised values).
         y_inst: one ``(N_i,)`` array of patch labels (0/1) per slide; the tumour cells when
-            ``tumor_fraction`` is None (then None is allowed here).
+            ``tumor_fraction`` is None (else None is allowed here, or for a slide).
         grid_xy: one ``(N_i, 2)`` int array of patch-grid cells ``(x, y)`` per slide
             (level-0 corners // ``patch_size_level0``; ``Predictions.grid_xy``).
         fp_rates: false positives per slide at which sensitivity is read (positive).
