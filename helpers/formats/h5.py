@@ -76,7 +76,7 @@ def read_dataset(path: Path, key: str, what: str) -> tuple[np.ndarray, dict]:
         with h5py.File(path, "r") as f:
             if key not in f:
                 raise LabelInputError(f"{path} has no dataset '{key}' (keys: {list(f.keys())}).")
-            data = np.asarray(h5_array(f, key))
+            data = h5_array(f, key)
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f[key].attrs.items()}
     except OSError as exc:
         raise LabelInputError(
